@@ -1,0 +1,53 @@
+package shim
+
+import (
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/windows"
+)
+
+// detached starts the wrapper daemon without a console, in its own process group.
+func detached() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{CreationFlags: windows.CREATE_NEW_PROCESS_GROUP | windows.DETACHED_PROCESS}
+}
+
+// processMatches reports whether pid is alive and its image is binary (base names compared
+// case-insensitively). Windows has no portable command line to read, so the image name
+// alone guards kills against reused pids; id is not checked.
+func processMatches(pid int, binary, _ string) bool {
+	if pid <= 0 {
+		return false
+	}
+	h, err := windows.OpenProcess(windows.PROCESS_QUERY_LIMITED_INFORMATION|windows.SYNCHRONIZE, false, uint32(pid))
+	if err != nil {
+		return false
+	}
+	defer windows.CloseHandle(h)
+	if ev, err := windows.WaitForSingleObject(h, 0); err == nil && ev == windows.WAIT_OBJECT_0 {
+		return false // exited
+	}
+	buf := make([]uint16, windows.MAX_LONG_PATH)
+	n := uint32(len(buf))
+	if err := windows.QueryFullProcessImageName(h, 0, &buf[0], &n); err != nil {
+		return false
+	}
+	return strings.EqualFold(filepath.Base(windows.UTF16ToString(buf[:n])), filepath.Base(binary))
+}
+
+// terminate ends pid. Windows has no SIGTERM for a console-less process: TerminateProcess,
+// then wait up to grace for it to be gone.
+func terminate(pid int, grace time.Duration) error {
+	h, err := windows.OpenProcess(windows.PROCESS_TERMINATE|windows.SYNCHRONIZE, false, uint32(pid))
+	if err != nil {
+		return nil // already gone
+	}
+	defer windows.CloseHandle(h)
+	if err := windows.TerminateProcess(h, 1); err != nil {
+		return err
+	}
+	_, _ = windows.WaitForSingleObject(h, uint32(grace.Milliseconds()))
+	return nil
+}

@@ -1,0 +1,295 @@
+package shim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/containerd/ttrpc"
+)
+
+const (
+	// delegateStartTimeout bounds the delegate's `start`.
+	delegateStartTimeout = 2 * time.Minute
+	// connectTimeout bounds connecting to the delegate after its start answered. Each
+	// attempt has its own short deadline: a first handshake that hangs is retried
+	// (correct on Windows too; needed under wine, see docs/windows-wine.md).
+	connectTimeout  = 30 * time.Second
+	connectAttempt  = 2 * time.Second
+	shutdownTimeout = 10 * time.Second
+)
+
+// readiness is what the daemon tells `start` on its stdout pipe, as one JSON object.
+type readiness struct {
+	Address string `json:"address,omitempty"`
+	Pid     int    `json:"pid,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// serve is the wrapper daemon: it runs the delegate's start, connects to it, serves
+// containerd's task API on f.Socket and relays it, until the delegate goes away.
+// ready receives the readiness report and is closed before serving.
+func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, hooks Hooks) (retErr error) {
+	reported := false
+	report := func(r readiness) {
+		if reported {
+			return
+		}
+		reported = true
+		_ = json.NewEncoder(ready).Encode(r)
+		ready.Close()
+	}
+	defer func() {
+		if retErr != nil {
+			report(readiness{Error: retErr.Error()})
+		}
+	}()
+	if f.Socket == "" {
+		return fmt.Errorf("serve needs -socket: %w", errdefs.ErrInvalidArgument)
+	}
+	bundle, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	data, err := io.ReadAll(io.LimitReader(stdin, maxStdin+1))
+	if err != nil {
+		return fmt.Errorf("read options: %w", err)
+	}
+	in, err := ParseStartInput(data, f.ID, f.Namespace)
+	if err != nil {
+		return err
+	}
+	spec, err := readSpecFile(bundle)
+	if err != nil {
+		return err
+	}
+	role, err := podRole(spec)
+	if err != nil {
+		return err
+	}
+	if role.IsWorkload() {
+		return fmt.Errorf("serve: container %s joins pod %s and must not get a wrapper of its own: %w", f.ID, role.SandboxID, errdefs.ErrInvalidArgument)
+	}
+	settings, err := delegateSettings()
+	if err != nil {
+		return err
+	}
+	delegatePath, err := findDelegate(settings.Path, f)
+	if err != nil {
+		return err
+	}
+	format, err := delegateStdinFormat(StdinFormat(settings.StdinFormat), delegatePath, in.Format)
+	if err != nil {
+		return err
+	}
+	inst := &Instance{
+		Namespace: f.Namespace,
+		Bundle:    bundle,
+		State: &State{
+			ID:        f.ID,
+			Namespace: f.Namespace,
+			Sandbox:   role.Type == ContainerTypeSandbox,
+			Address:   f.Socket,
+			Pid:       os.Getpid(),
+			Delegate:  DelegateState{Path: delegatePath, StdinFormat: format},
+		},
+	}
+	ctx = log.WithLogger(ctx, log.G(ctx).WithFields(log.Fields{logID: f.ID, logNamespace: f.Namespace}))
+	if err := runHook(ctx, "start", func() error { return hooks.Start(ctx, inst, &in) }); err != nil {
+		return err
+	}
+	delegateStdin, err := in.Encode(format, f, os.Getenv)
+	if err != nil {
+		return err
+	}
+
+	// Listen before starting the delegate: a wrapper that cannot serve must not leave a
+	// delegate running.
+	l, err := listen(f.Socket)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", f.Socket, err)
+	}
+	defer func() {
+		l.Close()
+		if err := removeAddress(f.Socket); err != nil {
+			log.G(ctx).WithError(err).Warn("remove wrapper socket")
+		}
+	}()
+
+	answer, err := startDelegate(ctx, delegatePath, f, bundle, delegateStdin)
+	if err != nil {
+		return err
+	}
+	inst.State.Delegate.Address = answer.Address
+	inst.State.Delegate.Version = answer.Version
+	log.G(ctx).WithFields(log.Fields{logDelegate: delegatePath, logAddress: answer.Address, "version": answer.Version}).Info("delegate started")
+
+	delegateGone := make(chan struct{})
+	var goneOnce sync.Once
+	client, pid, err := connectDelegate(ctx, answer, func() { goneOnce.Do(func() { close(delegateGone) }) })
+	if err != nil {
+		// The delegate started but cannot be reached: do not leave it behind.
+		cleanupDelegate(ctx, f, inst.State, bundle)
+		return err
+	}
+	defer client.Close()
+	inst.State.Delegate.Pid = pid
+
+	if err := writeBundleFiles(bundle, inst.State); err != nil {
+		client.Close()
+		cleanupDelegate(ctx, f, inst.State, bundle)
+		return err
+	}
+
+	proxy, err := NewProxy(client, answer.Version, hooks, inst)
+	if err != nil {
+		return err
+	}
+	srv, err := ttrpc.NewServer(serverOptions()...)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	proxy.Register(srv)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, l) }()
+	report(readiness{Address: f.Socket, Pid: os.Getpid()})
+	log.G(ctx).WithFields(log.Fields{logAddress: f.Socket, logPid: os.Getpid()}).Info("isoguard wrapper serving")
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(sigs)
+
+	select {
+	case <-delegateGone:
+		log.G(ctx).Info("delegate connection closed; wrapper exits")
+	case err := <-served:
+		if err != nil && !errors.Is(err, ttrpc.ErrServerClosed) {
+			log.G(ctx).WithError(err).Error("ttrpc server failed")
+		}
+	case s := <-sigs:
+		log.G(ctx).WithField("signal", s.String()).Info("wrapper stopped by signal")
+	}
+	// Let answers in flight (notably the Shutdown that made the delegate exit) reach
+	// containerd before the connection closes.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.G(ctx).WithError(err).Warn("ttrpc server shutdown")
+	}
+	return nil
+}
+
+// startDelegate runs the delegate's `start` with containerd's argv, in the bundle.
+func startDelegate(ctx context.Context, path string, f Flags, bundle string, stdin []byte) (Answer, error) {
+	ctx, cancel := context.WithTimeout(ctx, delegateStartTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, f.delegateArgs(ActionStart)...)
+	cmd.Dir = bundle
+	cmd.Stdin = bytes.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return Answer{}, fmt.Errorf("delegate %s start failed: %w: %s", path, errors.Join(err, errdefs.ErrUnavailable), truncate(string(bytes.TrimSpace(out)), 4096))
+	}
+	a, err := ParseAnswer(out)
+	if err != nil {
+		return Answer{}, fmt.Errorf("delegate %s: %w", path, err)
+	}
+	if a.Address == f.Socket {
+		return Answer{}, fmt.Errorf("delegate %s answered the wrapper's own address %s: %w", path, a.Address, errdefs.ErrInvalidArgument)
+	}
+	return a, nil
+}
+
+// connectDelegate dials the delegate and checks it answers Connect, retrying the first
+// handshake under a deadline. It returns the client and the delegate's shim pid.
+func connectDelegate(ctx context.Context, a Answer, onClose func()) (*ttrpc.Client, int, error) {
+	service := TaskServiceV2
+	if a.Version == 3 {
+		service = TaskServiceV3
+	}
+	deadline := time.Now().Add(connectTimeout)
+	var lastErr error
+	for attempt := 0; time.Now().Before(deadline); attempt++ {
+		if attempt > 0 {
+			time.Sleep(min(time.Duration(attempt)*20*time.Millisecond, 500*time.Millisecond))
+		}
+		conn, err := dial(a.Address, connectAttempt)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		closed := make(chan struct{})
+		client := ttrpc.NewClient(conn, ttrpc.WithOnClose(func() {
+			select {
+			case <-closed:
+				return // a discarded attempt
+			default:
+			}
+			onClose()
+		}))
+		actx, cancel := context.WithTimeout(ctx, connectAttempt)
+		var resp taskv2.ConnectResponse
+		err = client.Call(actx, service, "Connect", &taskv2.ConnectRequest{}, &resp)
+		cancel()
+		if err != nil {
+			lastErr = err
+			close(closed)
+			client.Close()
+			continue
+		}
+		return client, int(resp.GetShimPid()), nil
+	}
+	return nil, 0, fmt.Errorf("delegate at %s did not answer Connect within %s: %w", a.Address, connectTimeout, errors.Join(lastErr, errdefs.ErrUnavailable))
+}
+
+// writeBundleFiles records the wrapper in the bundle after the delegate's start wrote its
+// own files: isoguard's record, then the files containerd restores from (`address` for
+// containerd 1.x, `bootstrap.json` for 2.x, and `shim.pid`), all naming the WRAPPER.
+func writeBundleFiles(bundle string, st *State) error {
+	if err := writeState(bundle, st); err != nil {
+		return fmt.Errorf("write isoguard record: %w", err)
+	}
+	return writeRestoreFiles(bundle, st.Address, st.Pid)
+}
+
+func writeRestoreFiles(bundle, address string, pid int) error {
+	if err := writeFileAtomic(filepath.Join(bundle, "address"), []byte(address), 0o600); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(bundle, "shim.pid"), []byte(strconv.Itoa(pid)), 0o600); err != nil {
+		return err
+	}
+	bj, err := json.Marshal(map[string]any{"version": 2, "address": address, "protocol": "ttrpc"})
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(bundle, "bootstrap.json"), bj, 0o644)
+}
+
+// cleanupDelegate ends a delegate this wrapper started: its `delete` (which also cleans
+// what it created), then its process if still there.
+func cleanupDelegate(ctx context.Context, f Flags, st *State, bundle string) {
+	f.Bundle = bundle
+	if _, err := runDelegateDelete(ctx, st.Delegate.Path, f, io.Discard); err != nil {
+		log.G(ctx).WithError(err).Warn("delegate delete during cleanup")
+	}
+	if processMatches(st.Delegate.Pid, st.Delegate.Path, st.ID) {
+		_ = terminate(st.Delegate.Pid, 2*time.Second)
+	}
+}

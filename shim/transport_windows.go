@@ -1,0 +1,36 @@
+package shim
+
+import (
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/Microsoft/go-winio"
+	"github.com/containerd/ttrpc"
+)
+
+// PipeSDDL admits only SYSTEM and the Administrators group, with no inheritance: the same
+// population that may create pipes under ProtectedPrefix\Administrators, where runhcs puts
+// its own pipe (cmd/containerd-shim-runhcs-v1/start.go). Tenants and ContainerUser cannot
+// open it (threats T12).
+const PipeSDDL = "D:P(A;;GA;;;SY)(A;;GA;;;BA)"
+
+// wrapperAddress is the wrapper's own pipe. It lives under ProtectedPrefix\Administrators
+// like runhcs's, but its name ("isoguard-shim-...") can never be runhcs's
+// ("containerd-shim-<ns>-<id>-pipe").
+func wrapperAddress(f Flags, _ string) string {
+	return fmt.Sprintf(`\\.\pipe\ProtectedPrefix\Administrators\isoguard-shim-%s-%s-pipe`, f.Namespace, f.ID)
+}
+
+func listen(address string) (net.Listener, error) {
+	return winio.ListenPipe(address, &winio.PipeConfig{SecurityDescriptor: PipeSDDL})
+}
+
+func dial(address string, timeout time.Duration) (net.Conn, error) {
+	return winio.DialPipe(address, &timeout)
+}
+
+// removeAddress: a pipe disappears with its last handle.
+func removeAddress(string) error { return nil }
+
+func serverOptions() []ttrpc.ServerOpt { return nil }
