@@ -314,7 +314,10 @@ func TestProxyInterceptsAndDenies(t *testing.T) {
 	d.mu.Unlock()
 	for name, call := range map[string]func() error{
 		"Create": func() error { _, err := task.Create(ctx, &taskv2.CreateTaskRequest{ID: "deny"}); return err },
-		"Exec":   func() error { _, err := task.Exec(ctx, &taskv2.ExecProcessRequest{ID: "x", ExecID: "deny"}); return err },
+		"Exec": func() error {
+			_, err := task.Exec(ctx, &taskv2.ExecProcessRequest{ID: "x", ExecID: "deny"})
+			return err
+		},
 		"Update": func() error { _, err := task.Update(ctx, &taskv2.UpdateTaskRequest{ID: "deny"}); return err },
 	} {
 		err := errgrpc.ToNative(call())
@@ -387,4 +390,3 @@ func TestProxyShutdownWhenDelegateExits(t *testing.T) {
 		t.Fatalf("after delegate exit: got %v, want unavailable", err)
 	}
 }
-

@@ -161,4 +161,3 @@ func delegateStdinFormat(configured StdinFormat, delegatePath string, received S
 	}
 	return StdinAny, nil
 }
-
