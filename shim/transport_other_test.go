@@ -1,0 +1,73 @@
+//go:build !windows
+
+package shim
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+)
+
+func TestWrapperAddressNeverTheDelegates(t *testing.T) {
+	f := testFlags()
+	// containerd's runc shim address for the same instance (pkg/shim CreateSocketAddress).
+	runc := fmt.Sprintf("unix://%s/%x", defaultSocketDir, sha256.Sum256([]byte(filepath.Join(f.Address, f.Namespace, f.ID))))
+	got := wrapperAddress(f, "")
+	if got == runc {
+		t.Fatal("wrapper address equals the runc shim's")
+	}
+	if !strings.HasPrefix(got, "unix://"+defaultSocketDir+"/") || len(strings.TrimPrefix(got, "unix://")) > 107 {
+		t.Fatalf("address %q", got)
+	}
+	if wrapperAddress(f, "") != got {
+		t.Fatal("address is not deterministic")
+	}
+	g := f
+	g.ID = "other"
+	if wrapperAddress(g, "") == got {
+		t.Fatal("two ids share an address")
+	}
+	if a := wrapperAddress(f, "/run/custom/s"); !strings.HasPrefix(a, "unix:///run/custom/s/") {
+		t.Fatalf("socket dir from BootstrapParams ignored: %q", a)
+	}
+}
+
+func TestListenReplacesStaleRefusesLive(t *testing.T) {
+	addr := "unix://" + filepath.Join(t.TempDir(), "w.sock")
+	l, err := listen(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(strings.TrimPrefix(addr, "unix://"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode %v, %v", fi.Mode(), err)
+	}
+	if _, err := listen(addr); !errdefs.IsAlreadyExists(err) {
+		t.Fatalf("second listen on a live socket: %v", err)
+	}
+	// Simulate a killed wrapper: the file stays, nobody answers.
+	ul := l.(interface{ SetUnlinkOnClose(bool) })
+	ul.SetUnlinkOnClose(false)
+	l.Close()
+	if _, err := dial(addr, 100*time.Millisecond); err == nil {
+		t.Fatal("closed socket still answers")
+	}
+	l2, err := listen(addr)
+	if err != nil {
+		t.Fatalf("stale socket not replaced: %v", err)
+	}
+	l2.Close()
+	if err := removeAddress(addr); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(strings.TrimPrefix(addr, "unix://")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("socket not removed: %v", err)
+	}
+}
