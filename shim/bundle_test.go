@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/isoguard/isoguard/policy"
 )
 
 func specWith(t *testing.T, ann map[string]string) []byte {
@@ -79,7 +81,7 @@ func TestStateRoundTripAndErrors(t *testing.T) {
 	}
 	st := &State{ID: "sb1", Namespace: "k8s.io", Sandbox: true, Address: "unix:///run/x", Pid: 42,
 		Delegate: DelegateState{Path: "/usr/bin/containerd-shim-runc-v2", Address: "unix:///run/y", Version: 3, Pid: 43, StdinFormat: StdinBootstrap},
-		Pins:     map[string]string{"tenant": "team-a"}}
+		Pins:     &policy.Pins{Tenant: "team-a", Isolation: "hyperv"}}
 	if err := writeState(sb, st); err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +89,7 @@ func TestStateRoundTripAndErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Delegate != st.Delegate || got.Address != st.Address || got.Pins["tenant"] != "team-a" || got.Version != stateVersion {
+	if got.Delegate != st.Delegate || got.Address != st.Address || got.Pins == nil || *got.Pins != *st.Pins || got.Version != stateVersion {
 		t.Fatalf("round trip: got %+v", got)
 	}
 	if fi, err := os.Stat(filepath.Join(sb, StateFile)); err != nil || fi.Mode().Perm() != 0o600 {

@@ -47,7 +47,7 @@ func loadConfig(path string) (*policy.File, error) {
 	}
 	f, err := policy.Parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("node policy file %s: %w", path, errors.Join(err, errdefs.ErrInvalidArgument))
+		return nil, fmt.Errorf("node policy file %s: %w: %w", path, err, errdefs.ErrInvalidArgument)
 	}
 	return f, nil
 }

@@ -1,7 +1,6 @@
 package shim
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -28,7 +27,7 @@ func findDelegate(configured string, f Flags) (string, error) {
 	}
 	st, err := os.Stat(path)
 	if err != nil {
-		return "", fmt.Errorf("delegate shim %s: %w", path, errors.Join(err, errdefs.ErrNotFound))
+		return "", fmt.Errorf("delegate shim %s: %w: %w", path, err, errdefs.ErrNotFound)
 	}
 	if st.IsDir() {
 		return "", fmt.Errorf("delegate shim %s is a directory: %w", path, errdefs.ErrInvalidArgument)

@@ -3,7 +3,6 @@ package shim
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -95,7 +94,7 @@ func runDelegateDelete(ctx context.Context, path string, f Flags, stderr io.Writ
 		_, _ = stderr.Write(errb.Bytes())
 	}
 	if err != nil {
-		return nil, fmt.Errorf("delegate %s delete failed: %w", path, errors.Join(err, errdefs.ErrUnavailable))
+		return nil, fmt.Errorf("delegate %s delete failed: %w: %w", path, err, errdefs.ErrUnavailable)
 	}
 	return out.Bytes(), nil
 }

@@ -77,7 +77,7 @@ func (d *fakeDelegate) got(method string) ([]byte, bool) {
 	return b, ok
 }
 
-func startFakeDelegate(t *testing.T, service string) *fakeDelegate {
+func startFakeDelegate(t testing.TB, service string) *fakeDelegate {
 	t.Helper()
 	srv, err := ttrpc.NewServer()
 	if err != nil {
@@ -171,7 +171,7 @@ func (h recordingHooks) Update(_ context.Context, _ *Instance, r *taskv2.UpdateT
 
 // proxyUnderTest wires containerd-side client -> wrapper server -> proxy -> fake delegate,
 // all over real unix sockets.
-func proxyUnderTest(t *testing.T, version int, hooks Hooks) (*ttrpc.Client, *fakeDelegate, <-chan struct{}) {
+func proxyUnderTest(t testing.TB, version int, hooks Hooks) (*ttrpc.Client, *fakeDelegate, <-chan struct{}) {
 	t.Helper()
 	service := TaskServiceV2
 	if version == 3 {
@@ -388,5 +388,34 @@ func TestProxyShutdownWhenDelegateExits(t *testing.T) {
 	_, err = taskv2.NewTTRPCTaskClient(cc).State(context.Background(), &taskv2.StateRequest{ID: "x"})
 	if err = errgrpc.ToNative(err); !errdefs.IsUnavailable(err) {
 		t.Fatalf("after delegate exit: got %v, want unavailable", err)
+	}
+}
+
+// BenchmarkState compares a cheap call made directly to a delegate with the same call
+// through the proxy; the difference is the wrapper's added latency (one extra hop).
+func BenchmarkState(b *testing.B) {
+	b.Run("direct", func(b *testing.B) {
+		d := startFakeDelegate(b, TaskServiceV3)
+		conn, err := dial(d.addr, time.Second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c := ttrpc.NewClient(conn)
+		defer c.Close()
+		benchCalls(b, c, TaskServiceV3)
+	})
+	b.Run("via-proxy", func(b *testing.B) {
+		cc, _, _ := proxyUnderTest(b, 3, PassThrough{})
+		benchCalls(b, cc, TaskServiceV2)
+	})
+}
+
+func benchCalls(b *testing.B, c *ttrpc.Client, service string) {
+	req := marker("bench")
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := c.Call(context.Background(), service, "State", req, &emptypb.Empty{}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -204,7 +204,7 @@ func startDelegate(ctx context.Context, path string, f Flags, bundle string, std
 	cmd.Stdin = bytes.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return Answer{}, fmt.Errorf("delegate %s start failed: %w: %s", path, errors.Join(err, errdefs.ErrUnavailable), truncate(string(bytes.TrimSpace(out)), 4096))
+		return Answer{}, fmt.Errorf("delegate %s start failed: %w: %w: %s", path, err, errdefs.ErrUnavailable, truncate(string(bytes.TrimSpace(out)), 4096))
 	}
 	a, err := ParseAnswer(out)
 	if err != nil {
@@ -255,7 +255,7 @@ func connectDelegate(ctx context.Context, a Answer, onClose func()) (*ttrpc.Clie
 		}
 		return client, int(resp.GetShimPid()), nil
 	}
-	return nil, 0, fmt.Errorf("delegate at %s did not answer Connect within %s: %w", a.Address, connectTimeout, errors.Join(lastErr, errdefs.ErrUnavailable))
+	return nil, 0, fmt.Errorf("delegate at %s did not answer Connect within %s: %w: %w", a.Address, connectTimeout, lastErr, errdefs.ErrUnavailable)
 }
 
 // writeBundleFiles records the wrapper in the bundle after the delegate's start wrote its

@@ -85,7 +85,7 @@ func joinPod(ctx context.Context, f Flags, bundle string, role PodRole, hooks Ho
 	}
 	conn, err := dial(st.Address, 2*time.Second)
 	if err != nil {
-		return "", fmt.Errorf("isoguard: pod sandbox %s's wrapper at %s is not running: %w", role.SandboxID, st.Address, errors.Join(err, errdefs.ErrUnavailable))
+		return "", fmt.Errorf("isoguard: pod sandbox %s's wrapper at %s is not running: %w: %w", role.SandboxID, st.Address, err, errdefs.ErrUnavailable)
 	}
 	conn.Close()
 	inst := &Instance{Namespace: f.Namespace, Bundle: sb, State: st}
@@ -152,7 +152,7 @@ func spawnDaemon(f Flags, bundle string, stdin []byte, socket string) (string, e
 	case res := <-got:
 		if res.err != nil {
 			_ = cmd.Process.Kill()
-			return "", fmt.Errorf("isoguard wrapper daemon exited before it was ready (see %s): %w", filepath.Join(bundle, DaemonLog), errors.Join(res.err, errdefs.ErrUnavailable))
+			return "", fmt.Errorf("isoguard wrapper daemon exited before it was ready (see %s): %w: %w", filepath.Join(bundle, DaemonLog), res.err, errdefs.ErrUnavailable)
 		}
 		if res.r.Error != "" {
 			return "", fmt.Errorf("isoguard: %s", res.r.Error)

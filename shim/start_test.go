@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-func writeSpec(t *testing.T, bundle string, ann map[string]string) {
+func writeBundleSpec(t *testing.T, bundle string, ann map[string]string) {
 	t.Helper()
 	if err := os.MkdirAll(bundle, 0o700); err != nil {
 		t.Fatal(err)
@@ -30,7 +30,7 @@ func podFixture(t *testing.T, sandbox bool, listening bool) (nsDir string, st *S
 	t.Helper()
 	nsDir = t.TempDir()
 	sb := filepath.Join(nsDir, "sb1")
-	writeSpec(t, sb, map[string]string{AnnotationContainerType: "sandbox", AnnotationSandboxID: "sb1"})
+	writeBundleSpec(t, sb, map[string]string{AnnotationContainerType: "sandbox", AnnotationSandboxID: "sb1"})
 	st = &State{ID: "sb1", Namespace: "k8s.io", Sandbox: sandbox, Pid: 4242,
 		Address:  "unix://" + filepath.Join(nsDir, "wrapper.sock"),
 		Delegate: DelegateState{Path: "/usr/bin/containerd-shim-runc-v2", Address: "unix://" + filepath.Join(nsDir, "delegate.sock"), Version: 3}}
@@ -58,7 +58,7 @@ func runStart(t *testing.T, bundle, id string) (code int, stdout, stderr string)
 func TestStartWorkloadJoinsRecordedPod(t *testing.T) {
 	nsDir, st := podFixture(t, true, true)
 	c1 := filepath.Join(nsDir, "c1")
-	writeSpec(t, c1, map[string]string{AnnotationContainerType: "container", AnnotationSandboxID: "sb1"})
+	writeBundleSpec(t, c1, map[string]string{AnnotationContainerType: "container", AnnotationSandboxID: "sb1"})
 	code, out, errs := runStart(t, c1, "c1")
 	if code != 0 {
 		t.Fatalf("start failed: %s", errs)
@@ -96,7 +96,7 @@ func TestStartWorkloadRefusals(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			nsDir, _ := podFixture(t, tc.sandbox, tc.listening)
 			c := filepath.Join(nsDir, "c2")
-			writeSpec(t, c, map[string]string{AnnotationContainerType: "container", AnnotationSandboxID: tc.claims})
+			writeBundleSpec(t, c, map[string]string{AnnotationContainerType: "container", AnnotationSandboxID: tc.claims})
 			code, out, errs := runStart(t, c, "c2")
 			if code == 0 || out != "" {
 				t.Fatalf("start succeeded (%q); want refusal", out)
@@ -110,7 +110,7 @@ func TestStartWorkloadRefusals(t *testing.T) {
 
 func TestStartRejectsBadInput(t *testing.T) {
 	dir := t.TempDir()
-	writeSpec(t, dir, map[string]string{AnnotationContainerType: "container"})
+	writeBundleSpec(t, dir, map[string]string{AnnotationContainerType: "container"})
 	code, _, errs := runStart(t, dir, "x")
 	if code == 0 || !strings.Contains(errs, "without "+AnnotationSandboxID) {
 		t.Fatalf("code %d stderr %q", code, errs)
@@ -127,7 +127,7 @@ func TestStartRejectsBadInput(t *testing.T) {
 // reported to `start` through the readiness pipe, and nothing is left listening.
 func TestServeMissingDelegate(t *testing.T) {
 	dir := t.TempDir()
-	writeSpec(t, dir, nil)
+	writeBundleSpec(t, dir, nil)
 	cfg := filepath.Join(t.TempDir(), "policy.yaml")
 	if err := os.WriteFile(cfg, []byte("apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\ndelegate:\n  path: /nonexistent/containerd-shim-runhcs-v1\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -156,7 +156,7 @@ func TestServeMissingDelegate(t *testing.T) {
 
 func TestServeInvalidConfigFailsClosed(t *testing.T) {
 	dir := t.TempDir()
-	writeSpec(t, dir, nil)
+	writeBundleSpec(t, dir, nil)
 	cfg := filepath.Join(t.TempDir(), "policy.yaml")
 	if err := os.WriteFile(cfg, []byte("apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\ndelegat: {}\n"), 0o600); err != nil {
 		t.Fatal(err)

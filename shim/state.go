@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/isoguard/isoguard/policy"
 )
 
 // StateFile is the file, in the bundle of a sandbox or standalone container, where the
@@ -34,7 +36,7 @@ type State struct {
 	Delegate DelegateState `json:"delegate"`
 	// Pins are decisions fixed when the pod was created (tenant, isolation) that every
 	// later container of the pod must match. Written by the start hook.
-	Pins map[string]string `json:"pins,omitempty"`
+	Pins *policy.Pins `json:"pins,omitempty"`
 }
 
 // DelegateState is what the wrapper knows about its delegate.

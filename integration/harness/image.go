@@ -63,6 +63,9 @@ func ImageTar(t testing.TB) string {
 // Image is ImageTar.
 func Image(t testing.TB) string { t.Helper(); return ImageTar(t) }
 
+// BuildImageTar is ImageTar for programs (the demo): it returns the tarball's path.
+func BuildImageTar() (string, error) { return buildImageTar() }
+
 func buildImageTar() (string, error) {
 	root, err := moduleRoot()
 	if err != nil {

@@ -1,0 +1,208 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
+	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/isoguard/isoguard/integration/harness"
+)
+
+// TestBenchmarkReport measures isoguard against the same delegate used directly, in one run
+// on one containerd 2.4.2 (the method is in docs/benchmarks.md). It runs only with
+// ISOGUARD_BENCH=1 (`make bench`) and writes a Markdown report to ISOGUARD_BENCH_OUT.
+func TestBenchmarkReport(t *testing.T) {
+	if os.Getenv("ISOGUARD_BENCH") != "1" {
+		t.Skip("set ISOGUARD_BENCH=1 (make bench)")
+	}
+	rounds := envInt("ISOGUARD_BENCH_ROUNDS", 30)
+	calls := envInt("ISOGUARD_BENCH_CALLS", 3000)
+	w := startWrapperDaemon(t, "2.4", "")
+	var report strings.Builder
+	fmt.Fprintf(&report, "| measure | direct (runc shim) | through isoguard | ratio / added | target |\n|---|---|---|---|---|\n")
+
+	// 1. End to end: ctr run --rm, alternating so drift hits both sides alike.
+	var direct, wrapped []time.Duration
+	for i := range rounds {
+		for _, viaWrapper := range []bool{i%2 == 0, i%2 != 0} {
+			id := fmt.Sprintf("e2e-%d-%v", i, viaWrapper)
+			args := []string{"run", "--rm"}
+			if viaWrapper {
+				args = append(args, "--runtime", w.shim)
+			}
+			start := time.Now()
+			out := w.MustCtr(t, append(args, harness.ImageRef, id, harness.ImageTool, "hello")...)
+			el := time.Since(start)
+			if strings.TrimSpace(out) != "hello from isoguard" {
+				t.Fatalf("run %s: %q", id, out)
+			}
+			if viaWrapper {
+				wrapped = append(wrapped, el)
+			} else {
+				direct = append(direct, el)
+			}
+		}
+	}
+	md, mw := median(direct), median(wrapped)
+	fmt.Fprintf(&report, "| `ctr run --rm` (median of %d) | %v | %v | %.3f | <= 1.05 |\n", rounds, ms(md), ms(mw), float64(mw)/float64(md))
+
+	// 2. Start latency: ctr run -d (shim start + Create + Start).
+	direct, wrapped = nil, nil
+	for i := range rounds / 2 {
+		for _, viaWrapper := range []bool{i%2 == 0, i%2 != 0} {
+			id := fmt.Sprintf("start-%d-%v", i, viaWrapper)
+			args := []string{"run", "-d"}
+			if viaWrapper {
+				args = append(args, "--runtime", w.shim)
+			}
+			start := time.Now()
+			w.MustCtr(t, append(args, harness.ImageRef, id, harness.ImageTool, "sleep", "300")...)
+			el := time.Since(start)
+			if viaWrapper {
+				wrapped = append(wrapped, el)
+			} else {
+				direct = append(direct, el)
+			}
+			w.MustCtr(t, "task", "kill", "-s", "SIGKILL", id)
+			deleteTask(t, w.Daemon, id)
+			w.MustCtr(t, "container", "delete", id)
+		}
+	}
+	md, mw = median(direct), median(wrapped)
+	fmt.Fprintf(&report, "| start: `ctr run -d` (median of %d) | %v | %v | +%v | (measured) |\n", rounds/2, ms(md), ms(mw), ms(mw-md))
+
+	// 3. A cheap call (State) through the wrapper vs directly to the delegate, and a bare
+	// ttrpc round trip on the same machine.
+	w.MustCtr(t, "run", "-d", "--runtime", w.shim, harness.ImageRef, "bench-bg", harness.ImageTool, "sleep", "600")
+	st := w.record(t, "bench-bg")
+	wc := ttrpcClient(t, st.Address)
+	dc := ttrpcClient(t, st.Delegate.Address)
+	stateVia := func(c *ttrpc.Client, service string) time.Duration {
+		var resp taskv2.StateResponse
+		start := time.Now()
+		for range calls {
+			if err := c.Call(context.Background(), service, "State", &taskv2.StateRequest{ID: "bench-bg"}, &resp); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return time.Since(start) / time.Duration(calls)
+	}
+	bare := bareRoundTrip(t, calls)
+	var sd, sw []time.Duration
+	for range 5 {
+		sd = append(sd, stateVia(dc, "containerd.task.v3.Task"))
+		sw = append(sw, stateVia(wc, "containerd.task.v2.Task"))
+	}
+	d, wv := median(sd), median(sw)
+	fmt.Fprintf(&report, "| State call (median of 5 x %d) | %v | %v | +%v = %.2f bare round trips (bare: %v) | <= 1 bare round trip |\n",
+		calls, us(d), us(wv), us(wv-d), float64(wv-d)/float64(bare), us(bare))
+
+	// 4. Memory: resident set of the wrapper daemon vs the delegate shim, one running container.
+	time.Sleep(time.Second)
+	rw, rd := rssKB(t, st.Pid), rssKB(t, st.Delegate.Pid)
+	fmt.Fprintf(&report, "| RSS with one running container | %d KiB | %d KiB | %.2f | <= 0.5 |\n", rd, rw, float64(rw)/float64(rd))
+
+	w.MustCtr(t, "task", "kill", "-s", "SIGKILL", "bench-bg")
+	deleteTask(t, w.Daemon, "bench-bg")
+	w.MustCtr(t, "container", "delete", "bench-bg")
+
+	t.Logf("\n%s", report.String())
+	if out := os.Getenv("ISOGUARD_BENCH_OUT"); out != "" {
+		if err := os.WriteFile(out, []byte(report.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func envInt(k string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(k)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }
+func us(d time.Duration) string { return fmt.Sprintf("%.1f µs", float64(d)/1e3) }
+
+func ttrpcClient(t *testing.T, address string) *ttrpc.Client {
+	t.Helper()
+	conn, err := net.Dial("unix", strings.TrimPrefix(address, "unix://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ttrpc.NewClient(conn)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// bareRoundTrip is the cost of one ttrpc call to a server that does nothing, over a unix
+// socket on this machine: the unit the wrapper's added latency is measured in.
+func bareRoundTrip(t *testing.T, calls int) time.Duration {
+	srv, err := ttrpc.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Register("bench.Echo", map[string]ttrpc.Method{
+		"Echo": func(ctx context.Context, unmarshal func(any) error) (any, error) {
+			var req emptypb.Empty
+			if err := unmarshal(&req); err != nil {
+				return nil, err
+			}
+			return &req, nil
+		},
+	})
+	sock := filepath.Join(t.TempDir(), "echo.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(context.Background(), l)
+	defer srv.Close()
+	c := ttrpcClient(t, "unix://"+sock)
+	var runs []time.Duration
+	for range 5 {
+		start := time.Now()
+		for range calls {
+			if err := c.Call(context.Background(), "bench.Echo", "Echo", &emptypb.Empty{}, &emptypb.Empty{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		runs = append(runs, time.Since(start)/time.Duration(calls))
+	}
+	return median(runs)
+}
+
+func rssKB(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	t.Fatalf("no VmRSS for %d", pid)
+	return 0
+}
