@@ -34,45 +34,64 @@ const AuditEnv = "ISOGUARD_AUDIT_LOG"
 // time changes. A missing, unreadable or invalid file denies every call that needs a
 // decision, with an error naming the file and the problem (fail closed).
 type Enforcer struct {
-	// NodeOS is the platform profile when the policy file names none.
-	NodeOS policy.Platform
-
 	mu     sync.Mutex
 	cached *loadedPolicy
 	writer *audit.Writer
 }
 
 type loadedPolicy struct {
-	path   string
-	mod    time.Time
-	size   int64
-	policy *policy.Policy
-	file   *policy.File
-	err    error
+	path     string
+	platform policy.Platform
+	mod      time.Time
+	size     int64
+	policy   *policy.Policy
+	file     *policy.File
+	err      error
 }
 
-// NewEnforcer returns an Enforcer for this node's OS.
-func NewEnforcer() *Enforcer {
-	return &Enforcer{NodeOS: policy.Platform(runtime.GOOS)}
+// NewEnforcer returns an Enforcer.
+func NewEnforcer() *Enforcer { return &Enforcer{} }
+
+// PlatformOf is the rule profile for a delegate: the Windows profile (runhcs Options,
+// Hyper-V, ContainerUser) for hcsshim's runhcs, the Linux profile (runc Options, sandbox
+// runtime, non-root uid) for every other, runc-compatible, delegate. The profile follows
+// the delegate, so one platform's Options can never reach the other platform's delegate;
+// a policy file whose `platform` differs is refused.
+func PlatformOf(delegatePath string) policy.Platform {
+	name := strings.ToLower(delegatePath)
+	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
+		name = name[i+1:]
+	}
+	if strings.Contains(name, "runhcs") {
+		return policy.Windows
+	}
+	return policy.Linux
 }
 
-// current returns the compiled policy in effect.
-func (e *Enforcer) current() (*loadedPolicy, error) {
+func platformOf(inst *Instance) policy.Platform {
+	if inst != nil && inst.State != nil && inst.State.Delegate.Path != "" {
+		return PlatformOf(inst.State.Delegate.Path)
+	}
+	return policy.Platform(runtime.GOOS)
+}
+
+// current returns the compiled policy in effect for platform.
+func (e *Enforcer) current(platform policy.Platform) (*loadedPolicy, error) {
 	path := ConfigPath()
 	st, statErr := os.Stat(path)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if c := e.cached; c != nil && c.path == path && statErr == nil && c.err == nil && c.mod.Equal(st.ModTime()) && c.size == st.Size() {
+	if c := e.cached; c != nil && c.path == path && c.platform == platform && statErr == nil && c.err == nil && c.mod.Equal(st.ModTime()) && c.size == st.Size() {
 		return c, nil
 	}
-	lp := &loadedPolicy{path: path}
+	lp := &loadedPolicy{path: path, platform: platform}
 	if statErr == nil {
 		lp.mod, lp.size = st.ModTime(), st.Size()
 	}
 	f, err := loadConfig(path)
 	if err == nil {
 		lp.file = f
-		lp.policy, err = policy.Compile(f, e.NodeOS)
+		lp.policy, err = policy.Compile(f, platform)
 		if err != nil {
 			err = fmt.Errorf("node policy file %s: %w", path, err)
 		}
@@ -108,7 +127,7 @@ func (e *Enforcer) decide(ctx context.Context, in policy.Input) (policy.Decision
 		Time: time.Now().UTC(), Call: string(in.Call), Namespace: in.Namespace,
 		ID: in.ID, ExecID: in.ExecID, SandboxID: in.SandboxID, Pid: os.Getpid(),
 	}
-	lp, err := e.current()
+	lp, err := e.current(in.Platform)
 	if lp != nil {
 		rec.Policy = lp.path
 	}
@@ -210,7 +229,7 @@ func (e *Enforcer) input(call policy.Call, inst *Instance, id string, spec *spec
 	if inst.State != nil {
 		pins = inst.State.Pins
 	}
-	return NewInput(call, e.NodeOS, inst.Namespace, id, spec, pins)
+	return NewInput(call, platformOf(inst), inst.Namespace, id, spec, pins)
 }
 
 // NewInput builds the policy input for a call the way the wrapper does (the operator's

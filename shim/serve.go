@@ -84,11 +84,17 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 	if role.IsWorkload() {
 		return fmt.Errorf("serve: container %s joins pod %s and must not get a wrapper of its own: %w", f.ID, role.SandboxID, errdefs.ErrInvalidArgument)
 	}
-	settings, err := delegateSettings()
-	if err != nil {
-		return err
-	}
+	settings, settingsErr := delegateSettings()
 	delegatePath, err := findDelegate(settings.Path, f)
+	if settingsErr != nil {
+		// A policy file that cannot be read decides nothing: the start hook records and
+		// denies (fail closed); without a hook that does, the error itself denies.
+		inst := &Instance{Namespace: f.Namespace, Bundle: bundle, State: &State{ID: f.ID, Namespace: f.Namespace, Delegate: DelegateState{Path: delegatePath}}}
+		if herr := runHook(ctx, "start", func() error { return hooks.Start(ctx, inst, &in) }); herr != nil {
+			return herr
+		}
+		return settingsErr
+	}
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -155,7 +156,12 @@ func spawnDaemon(f Flags, bundle string, stdin []byte, socket string) (string, e
 			return "", fmt.Errorf("isoguard wrapper daemon exited before it was ready (see %s): %w: %w", filepath.Join(bundle, DaemonLog), res.err, errdefs.ErrUnavailable)
 		}
 		if res.r.Error != "" {
-			return "", fmt.Errorf("isoguard: %s", res.r.Error)
+			// The daemon's error, as text (its first line names isoguard when it is ours).
+			msg := res.r.Error
+			if !strings.HasPrefix(msg, "isoguard") {
+				msg = "isoguard: " + msg
+			}
+			return "", errors.New(msg)
 		}
 		if res.r.Address != socket {
 			_ = cmd.Process.Kill()

@@ -1,0 +1,210 @@
+//go:build integration
+
+package integration
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/isoguard/isoguard/audit"
+	"github.com/isoguard/isoguard/integration/harness"
+)
+
+// gVisor's /proc/version (the kernel it emulates), as printed inside a runsc sandbox.
+const gvisorKernel = "Linux version 4.4.0"
+
+// runscWrapper writes the sandbox runtime the Linux policy names: Debian's runsc needs
+// --network=none and --ignore-cgroups on these machines (docs/policy.md), and a TMPDIR its
+// sandbox can chroot into (the harness gives containerd a private 0711 TMPDIR).
+func runscWrapper(t *testing.T) string {
+	t.Helper()
+	if _, err := os.Stat("/usr/bin/runsc"); err != nil {
+		t.Fatalf("runsc not installed (scripts/deps.sh linux installs it): %v", err)
+	}
+	p := filepath.Join(t.TempDir(), "runsc-isoguard")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\nTMPDIR=/tmp exec /usr/bin/runsc --network=none --ignore-cgroups \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func linuxPolicy(runsc string) string {
+	return fmt.Sprintf(`platform: linux
+untrusted:
+  sandboxRuntime: %s
+  linuxUser: {uid: 65534, gid: 65534}
+`, runsc)
+}
+
+func readAudit(t *testing.T, path string) []audit.Record {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("audit log: %v", err)
+	}
+	defer f.Close()
+	var out []audit.Record
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var r audit.Record
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("audit line %q: %v", sc.Text(), err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func findRecord(recs []audit.Record, ns, id, call string) *audit.Record {
+	for i := len(recs) - 1; i >= 0; i-- {
+		if recs[i].Namespace == ns && recs[i].ID == id && recs[i].Call == call {
+			return &recs[i]
+		}
+	}
+	return nil
+}
+
+// TestPolicyLinuxUntrustedAndTrusted: through real containerd 2.4 and the runc shim, an
+// untrusted workload really runs in gVisor and as the policy's non-root user (checked from
+// inside), its exec'd processes too; a trusted namespace is unchanged; a host secret
+// directory mount is denied with the rule id in ctr's error; every decision is audited
+// without secrets.
+func TestPolicyLinuxUntrustedAndTrusted(t *testing.T) {
+	w := startWrapperDaemon(t, "2.4", linuxPolicy(runscWrapper(t)))
+	untrusted := "tenant-" + w.Namespace
+	harness.ImportImage(t, w.Daemon, untrusted)
+	ctrN := func(ns string, args ...string) (string, string, error) {
+		return w.Ctr(t, append([]string{"-n", ns}, args...)...)
+	}
+
+	// Untrusted: gVisor, non-root, also for exec.
+	out, errOut, err := ctrN(untrusted, "run", "--rm", "--runtime", w.shim, "--env", "SECRET_TOKEN=hunter2", harness.ImageRef, "u1", harness.ImageTool, "id")
+	if err != nil || strings.TrimSpace(out) != "uid=65534 gid=65534" {
+		t.Fatalf("untrusted id: %q %q %v", out, errOut, err)
+	}
+	out, _, err = ctrN(untrusted, "run", "--rm", "--runtime", w.shim, harness.ImageRef, "u2", harness.ImageTool, "cat", "/proc/version")
+	if err != nil || !strings.HasPrefix(out, gvisorKernel) {
+		t.Fatalf("untrusted workload is not in gVisor: /proc/version %q (%v)", out, err)
+	}
+	if _, _, err := ctrN(untrusted, "run", "-d", "--runtime", w.shim, harness.ImageRef, "u3", harness.ImageTool, "sleep", "300"); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err = ctrN(untrusted, "task", "exec", "--exec-id", "e1", "--user", "0", "u3", harness.ImageTool, "id")
+	if err != nil || strings.TrimSpace(out) != "uid=65534 gid=65534" {
+		t.Fatalf("untrusted exec as root: %q %q %v", out, errOut, err)
+	}
+	ctrN(untrusted, "task", "kill", "-s", "SIGKILL", "u3")
+	for range 50 {
+		if _, _, err := ctrN(untrusted, "task", "delete", "u3"); err == nil {
+			break
+		}
+	}
+	ctrN(untrusted, "container", "delete", "u3")
+
+	// Untrusted: a host secret directory is not mounted; the error names the rule.
+	secrets := t.TempDir()
+	if err := os.WriteFile(filepath.Join(secrets, "id_ed25519"), []byte("PRIVATE"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, err = ctrN(untrusted, "run", "--rm", "--runtime", w.shim, "--mount", "type=bind,src="+secrets+",dst=/secrets,options=rbind:ro", harness.ImageRef, "u4", harness.ImageTool, "cat", "/secrets/id_ed25519")
+	if err == nil || !strings.Contains(errOut, "untrusted.hostpath") || !strings.Contains(errOut, secrets) || strings.Contains(errOut, "PRIVATE") {
+		t.Fatalf("host secret mount: err %v, stderr %q", err, errOut)
+	}
+	ctrN(untrusted, "container", "delete", "u4")
+
+	// Trusted: unchanged (root, the host's kernel, runc).
+	out, _, err = w.run(t, "--rm", harness.ImageRef, "t1", harness.ImageTool, "id")
+	if err != nil || strings.TrimSpace(out) != "uid=0 gid=0" {
+		t.Fatalf("trusted id: %q %v", out, err)
+	}
+	out, _, err = w.run(t, "--rm", harness.ImageRef, "t2", harness.ImageTool, "cat", "/proc/version")
+	if err != nil || strings.HasPrefix(out, gvisorKernel) {
+		t.Fatalf("trusted workload moved to gVisor: %q %v", out, err)
+	}
+
+	// The audit trail: complete, and without the environment value.
+	raw, err := os.ReadFile(w.audit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(raw), "hunter2") || strings.Contains(string(raw), "PRIVATE") {
+		t.Fatal("the audit log holds a secret from the spec")
+	}
+	recs := readAudit(t, w.audit)
+	for _, c := range []struct {
+		ns, id, call, outcome string
+		rules                 []string
+	}{
+		{untrusted, "u1", "start", audit.OutcomeMutated, []string{"untrusted.isolation", "untrusted.user"}},
+		{untrusted, "u1", "create", audit.OutcomeMutated, []string{"untrusted.isolation"}},
+		{untrusted, "u3", "exec", audit.OutcomeMutated, []string{"untrusted.exec-user"}},
+		{untrusted, "u4", "start", audit.OutcomeDenied, []string{"untrusted.hostpath"}},
+		{w.Namespace, "t1", "start", audit.OutcomeAllowed, nil},
+		{w.Namespace, "t1", "create", audit.OutcomeAllowed, nil},
+	} {
+		r := findRecord(recs, c.ns, c.id, c.call)
+		if r == nil {
+			t.Errorf("no audit record for %s %s/%s", c.call, c.ns, c.id)
+			continue
+		}
+		if r.Outcome != c.outcome {
+			t.Errorf("%s %s: outcome %q, want %q", c.call, c.id, r.Outcome, c.outcome)
+		}
+		for _, rule := range c.rules {
+			if !strings.Contains(strings.Join(r.Rules, ","), rule) {
+				t.Errorf("%s %s: rules %v lack %s", c.call, c.id, r.Rules, rule)
+			}
+		}
+		if r.Time.IsZero() || r.Tenant == "" || r.Mode == "" || r.Policy != w.policy || r.Pid == 0 {
+			t.Errorf("incomplete record %+v", r)
+		}
+		if c.ns == untrusted && r.Trusted || c.ns == w.Namespace && !r.Trusted {
+			t.Errorf("%s %s: trusted=%v", c.call, c.id, r.Trusted)
+		}
+		if c.outcome == audit.OutcomeMutated {
+			for _, m := range r.Mutations {
+				if m.Rule == "" || m.Field == "" {
+					t.Errorf("mutation without rule or field: %+v", m)
+				}
+			}
+		}
+	}
+}
+
+// TestPolicyBrokenFileDenies: an invalid or missing policy file denies every workload with
+// an error naming the file and the problem -- never runs with a half-read policy.
+func TestPolicyBrokenFileDenies(t *testing.T) {
+	w := startWrapperDaemon(t, "2.4", "")
+	for _, tc := range []struct {
+		name, content, want string
+	}{
+		{"unknown key", "apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\nuntrusted:\n  sandboxRuntim: /x\n", "sandboxRuntim"},
+		{"not yaml", "apiVersion: [unclosed\n", "yaml"},
+		{"wrong kind", "apiVersion: isoguard.dev/v1alpha1\nkind: Policy\n", "kind"},
+		{"missing", "", "does not exist"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.content == "" {
+				os.Remove(w.policy)
+			} else if err := os.WriteFile(w.policy, []byte(tc.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			id := "b-" + strings.ReplaceAll(tc.name, " ", "-")
+			_, errOut, err := w.run(t, "--rm", harness.ImageRef, id, harness.ImageTool, "hello")
+			if err == nil || !strings.Contains(errOut, w.policy) || !strings.Contains(errOut, tc.want) || !strings.Contains(errOut, "permission denied") {
+				t.Fatalf("run with a broken policy: err %v, stderr %q", err, errOut)
+			}
+			w.Ctr(t, "container", "delete", id)
+			r := findRecord(readAudit(t, w.audit), w.Namespace, id, "start")
+			if r == nil || r.Outcome != audit.OutcomeDenied || !strings.Contains(r.Error, tc.want) {
+				t.Fatalf("audit record for the denial: %+v", r)
+			}
+		})
+	}
+}
