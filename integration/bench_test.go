@@ -3,10 +3,12 @@
 package integration
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -154,29 +156,23 @@ func ttrpcClient(t *testing.T, address string) *ttrpc.Client {
 	return c
 }
 
-// bareRoundTrip is the cost of one ttrpc call to a server that does nothing, over a unix
-// socket on this machine: the unit the wrapper's added latency is measured in.
+// bareRoundTrip is the cost of one ttrpc call to a server in another process that does
+// nothing, over a unix socket on this machine: the unit the wrapper's added latency (one
+// more process on the path) is measured in.
 func bareRoundTrip(t *testing.T, calls int) time.Duration {
-	srv, err := ttrpc.NewServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Register("bench.Echo", map[string]ttrpc.Method{
-		"Echo": func(ctx context.Context, unmarshal func(any) error) (any, error) {
-			var req emptypb.Empty
-			if err := unmarshal(&req); err != nil {
-				return nil, err
-			}
-			return &req, nil
-		},
-	})
 	sock := filepath.Join(t.TempDir(), "echo.sock")
-	l, err := net.Listen("unix", sock)
+	cmd := exec.Command(harness.BuildBinary(t, "./integration/cmd/ttrpc-echo"), sock)
+	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(context.Background(), l)
-	defer srv.Close()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
+		t.Fatalf("ttrpc-echo: %v", err)
+	}
 	c := ttrpcClient(t, "unix://"+sock)
 	var runs []time.Duration
 	for range 5 {

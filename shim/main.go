@@ -92,9 +92,10 @@ func exitCode(stderr io.Writer, err error) int {
 // setRuntime) and points its logs at containerd.
 func setupDaemon(ctx context.Context, f Flags) {
 	debug.SetGCPercent(40)
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(2)
-	}
+	// A relay does little work per call but hands every call between goroutines several
+	// times; on one P those hand-offs need no wake-up of another OS thread, which measured
+	// faster and smaller than containerd's GOMAXPROCS=2 for shims (docs/benchmarks.md).
+	runtime.GOMAXPROCS(1)
 	if w := openLogOutput(ctx, f); w != nil {
 		log.L.Logger.SetOutput(w)
 	}

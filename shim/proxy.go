@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync/atomic"
+	"time"
 
 	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/errdefs"
@@ -98,6 +100,21 @@ type Proxy struct {
 	delegateTask string
 	hooks        Hooks
 	inst         *Instance
+	inflight     atomic.Int64 // calls being handled
+}
+
+// track counts a call in flight until the returned func runs.
+func (p *Proxy) track() func() {
+	p.inflight.Add(1)
+	return func() { p.inflight.Add(-1) }
+}
+
+// waitIdle waits until no call is being handled, at most max.
+func (p *Proxy) waitIdle(max time.Duration) {
+	deadline := time.Now().Add(max)
+	for p.inflight.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // NewProxy returns a proxy to client, which speaks task API version delegateVersion (2 or 3).
@@ -172,6 +189,7 @@ func (p *Proxy) forward(service, method string) ttrpc.Method {
 		service = p.delegateTask
 	}
 	return func(ctx context.Context, unmarshal func(any) error) (any, error) {
+		defer p.track()()
 		req := &emptypb.Empty{}
 		if err := unmarshal(req); err != nil {
 			return nil, errgrpc.ToGRPC(fmt.Errorf("isoguard: decode %s request: %v: %w", method, err, errdefs.ErrInvalidArgument))
@@ -187,6 +205,7 @@ func intercepted[T any, PT interface {
 	proto.Message
 }](p *Proxy, method string, hook func(context.Context, PT) error) ttrpc.Method {
 	return func(ctx context.Context, unmarshal func(any) error) (any, error) {
+		defer p.track()()
 		req := PT(new(T))
 		if err := unmarshal(req); err != nil {
 			return nil, errgrpc.ToGRPC(fmt.Errorf("isoguard: decode %s request: %v: %w", method, err, errdefs.ErrInvalidArgument))

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"syscall"
@@ -175,6 +176,14 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, l) }()
 	report(readiness{Address: f.Socket, Pid: os.Getpid()})
+	// Start-up (policy, delegate start) is done: give its garbage back to the OS now, and
+	// keep the daemon small like containerd's shims do (pkg/shim/shim.go setRuntime).
+	debug.FreeOSMemory()
+	go func() {
+		for range time.Tick(30 * time.Second) {
+			debug.FreeOSMemory()
+		}
+	}()
 	log.G(ctx).WithFields(log.Fields{logAddress: f.Socket, logPid: os.Getpid()}).Info("isoguard wrapper serving")
 
 	sigs := make(chan os.Signal, 1)
@@ -192,12 +201,17 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 		log.G(ctx).WithField("signal", s.String()).Info("wrapper stopped by signal")
 	}
 	// Let answers in flight (notably the Shutdown that made the delegate exit) reach
-	// containerd before the connection closes.
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	// containerd before the connection closes: wait for the handlers, then close the
+	// (now idle) connections. ttrpc's Shutdown re-checks idleness only every 200 ms, so
+	// it gets a short deadline and Close finishes the job; containerd takes a connection
+	// closed while it awaits Shutdown's answer as success (core/runtime/v2/shim.go).
+	proxy.waitIdle(shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Millisecond)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.G(ctx).WithError(err).Warn("ttrpc server shutdown")
 	}
+	_ = srv.Close()
 	return nil
 }
 
