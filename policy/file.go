@@ -18,11 +18,37 @@ const (
 )
 
 // File is the node policy file: one per node. It also carries the wrapper's own settings
-// (the delegate shim), so an operator has one file to manage.
+// (the delegate shim), so an operator has one file to manage. docs/policy.md is the
+// reference; every field below is optional but apiVersion and kind.
 type File struct {
 	APIVersion string   `yaml:"apiVersion"`
 	Kind       string   `yaml:"kind"`
 	Delegate   Delegate `yaml:"delegate"`
+
+	// Platform selects the rule profile: "windows" or "linux". Empty: the node's OS (the
+	// shim passes it to Compile). A value that differs from the node's OS is an error.
+	Platform Platform `yaml:"platform"`
+	// Mode is "enforce" (default) or "audit" (nothing is applied; decisions record what
+	// enforce would have done).
+	Mode Mode `yaml:"mode"`
+	// CRINamespace is the containerd namespace of containerd's CRI plugin (default
+	// "k8s.io"). Only there are the Kubernetes annotations (io.kubernetes.cri.*) believed:
+	// elsewhere a workload's tenant is its containerd namespace (threats T2).
+	CRINamespace string `yaml:"criNamespace"`
+	// Tenants lists the tenants the policy names: each is a Kubernetes namespace or a
+	// containerd namespace, trusted unless `trusted: false`. Everything not named is
+	// untrusted and gets the untrusted profile in the file's mode.
+	Tenants []Tenant `yaml:"tenants"`
+	// Untrusted configures the rules applied to untrusted workloads.
+	Untrusted Untrusted `yaml:"untrusted"`
+	// Rules sets the mode of single rules by ID: "audit" records a rule's findings and
+	// mutations without applying them (for a gradual rollout); "enforce" is the default.
+	// A rule can never be switched off.
+	Rules map[string]Mode `yaml:"rules"`
+
+	// root is the parsed document, for line numbers in semantic errors (nil for a File
+	// built in code).
+	root *yaml.Node
 }
 
 // Delegate configures the shim isoguard runs and forwards to.
@@ -37,11 +63,133 @@ type Delegate struct {
 	StdinFormat string `yaml:"stdinFormat"`
 }
 
+// Tenant names one tenant: exactly one of KubernetesNamespace and ContainerdNamespace.
+type Tenant struct {
+	// KubernetesNamespace is a Kubernetes namespace (the CRI annotation
+	// io.kubernetes.cri.sandbox-namespace of pods in the CRI containerd namespace).
+	KubernetesNamespace string `yaml:"kubernetesNamespace"`
+	// ContainerdNamespace is a containerd namespace, for clients other than the CRI
+	// plugin (ctr, nerdctl, buildkit, ...).
+	ContainerdNamespace string `yaml:"containerdNamespace"`
+	// Trusted defaults to true: a trusted tenant's workloads pass unchanged (the decision
+	// is still recorded). `trusted: false` names an untrusted tenant, to give it its own
+	// Mode.
+	Trusted *bool `yaml:"trusted"`
+	// Mode overrides the file's mode for this (untrusted) tenant: e.g. enforce everywhere
+	// but audit a team that is being migrated. Only valid with `trusted: false`.
+	Mode Mode `yaml:"mode"`
+}
+
+// IsTrusted reports whether the tenant entry makes its tenant trusted (the default).
+func (t Tenant) IsTrusted() bool { return t.Trusted == nil || *t.Trusted }
+
+// Untrusted configures the untrusted profile.
+type Untrusted struct {
+	// User is the Windows user untrusted workloads run as (default "ContainerUser"). It
+	// must not be administrator-equivalent.
+	User string `yaml:"user"`
+	// AllowedUsers are further Windows user names an untrusted workload may keep (e.g. a
+	// non-admin user its image creates). Every other user is rewritten to User.
+	// Administrator-equivalent names are refused here.
+	AllowedUsers []string `yaml:"allowedUsers"`
+	// LinuxUser is the uid/gid untrusted Linux workloads run as instead of root
+	// (default 65534/65534). Neither may be 0.
+	LinuxUser LinuxUser `yaml:"linuxUser"`
+	// SandboxRuntime (Linux) is the OCI runtime binary untrusted pods run with: the runc
+	// shim's Options.BinaryName, e.g. /usr/local/bin/runsc-isoguard. An absolute path or a
+	// bare name looked up on PATH. Unset: untrusted Linux workloads are denied.
+	SandboxRuntime string `yaml:"sandboxRuntime"`
+	// Mounts restricts what untrusted workloads may mount from the host.
+	Mounts Mounts `yaml:"mounts"`
+	// Devices restricts device assignment.
+	Devices Devices `yaml:"devices"`
+	// Annotations restricts runtime-specific annotations.
+	Annotations Annotations `yaml:"annotations"`
+	// AllowWritableFileShares (Windows) keeps writable host mounts working. By default
+	// (false) io.microsoft.disable-unsafe-operations=true is forced on untrusted
+	// workloads, and hcsshim then refuses EVERY writable host mount of the pod ("adding
+	// writable shares is denied": emptyDir volumes, the kubelet's termination log). true:
+	// the other three protections it expands into are forced one by one
+	// (io.microsoft.container.wcow.gmsa.disable,
+	// io.microsoft.virtualmachine.wcow.virtualSMB.nodirectmap,
+	// microsoft.com/disable-hostprocess-container) and writable shares stay allowed.
+	AllowWritableFileShares bool `yaml:"allowWritableFileShares"`
+	// Limits bounds resources. 0 (the default) = no bound for that resource.
+	Limits Limits `yaml:"limits"`
+}
+
+// LinuxUser is a uid/gid pair.
+type LinuxUser struct {
+	UID *uint32 `yaml:"uid"`
+	GID *uint32 `yaml:"gid"`
+}
+
+// Mounts restricts host mounts.
+type Mounts struct {
+	// AllowedHostPaths are the host path prefixes untrusted workloads may mount (a path
+	// matches a prefix when it equals it or lies below it, element by element). An element
+	// may be a placeholder: {podUID} (the pod's uid, io.kubernetes.cri.sandbox-uid),
+	// {sandboxID} (the pod's sandbox id) or {containerID} (the container's id); an entry
+	// whose placeholder has no value matches nothing. Absent: the platform defaults
+	// (docs/policy.md); an empty list allows no host path at all.
+	AllowedHostPaths []string `yaml:"allowedHostPaths"`
+	// AllowedDisks are the exact sources of disk mounts untrusted workloads may use
+	// (Windows: Mount.Type physical-disk, virtual-disk, extensible-virtual-disk; Linux: a
+	// filesystem mount of a block device or image). Default: none.
+	AllowedDisks []string `yaml:"allowedDisks"`
+}
+
+// Devices restricts devices.
+type Devices struct {
+	// Allowed devices. Windows: "IDType://ID" as in the CRI device host_path (e.g.
+	// "class://5B45201D-F2F2-4F3B-85BB-30FF1F953599"; "class/ID" is accepted too);
+	// Linux: device paths (e.g. /dev/fuse). Default: none.
+	Allowed []string `yaml:"allowed"`
+}
+
+// Annotations restricts runtime-specific annotations: those with a controlled prefix
+// (io.microsoft., microsoft.com/, dev.gvisor.).
+type Annotations struct {
+	// Allowed are the controlled annotation keys untrusted workloads may set; an entry
+	// ending in "*" is a prefix.
+	Allowed []string `yaml:"allowed"`
+	// OnDisallowed is "strip" (default: remove the annotation and record a mutation) or
+	// "deny".
+	OnDisallowed string `yaml:"onDisallowed"`
+}
+
+// Limits bounds resources of untrusted workloads; 0 = no bound.
+type Limits struct {
+	// UVMProcessorCount caps the utility VM's vCPUs (Windows): annotation
+	// io.microsoft.virtualmachine.computetopology.processor.count and runhcs
+	// Options.VmProcessorCount are clamped to it.
+	UVMProcessorCount uint32 `yaml:"uvmProcessorCount"`
+	// UVMMemoryMB caps the utility VM's memory (Windows): annotation
+	// io.microsoft.virtualmachine.computetopology.memory.sizeinmb and runhcs
+	// Options.VmMemorySizeInMb are clamped to it; an Update of the pod's sandbox task
+	// (which resizes the VM) may not exceed it.
+	UVMMemoryMB uint64 `yaml:"uvmMemoryMB"`
+	// MemoryMB caps the memory limit an Update may set (Windows Memory.Limit, Linux
+	// Memory.Limit; on Linux an unlimited value is refused).
+	MemoryMB uint64 `yaml:"memoryMB"`
+	// CPUCount caps the CPUs an Update may set (Windows CPU.Count; Linux CPU.Quota /
+	// CPU.Period).
+	CPUCount uint64 `yaml:"cpuCount"`
+	// CPUMaximum caps Windows CPU.Maximum in an Update (1-10000, 10000 = 100%).
+	CPUMaximum uint64 `yaml:"cpuMaximum"`
+	// CPUShares caps CPU.Shares in an Update (Windows 0-10000; Linux cgroup shares).
+	CPUShares uint64 `yaml:"cpuShares"`
+	// Pids caps Linux Pids.Limit in an Update (an unlimited value is refused).
+	Pids int64 `yaml:"pids"`
+}
+
 // ErrInvalid is wrapped by every error about the file's content.
 var ErrInvalid = errors.New("invalid node policy")
 
-// Parse decodes a node policy file strictly: unknown keys, wrong types, a second document
-// and a wrong apiVersion/kind are errors that name the line or field.
+// Parse decodes a node policy file strictly: unknown keys, wrong types, duplicate keys, a
+// second document and a wrong apiVersion/kind are errors that name the line or field, and
+// so is every semantic error that can be found without knowing the node's OS (Compile
+// checks the rest). All semantic errors are reported together, one per line.
 func Parse(data []byte) (*File, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -50,22 +198,28 @@ func Parse(data []byte) (*File, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%w: the file is empty", ErrInvalid)
 		}
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			// The same bytes as a node tree name the field of each "line N: ..." error.
+			var root yaml.Node
+			if yaml.Unmarshal(data, &root) == nil {
+				return nil, fmt.Errorf("%w: %w", ErrInvalid, typeErrors(&root, te))
+			}
+		}
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%w: more than one YAML document", ErrInvalid)
 	}
-	if f.APIVersion != APIVersion {
-		return nil, fmt.Errorf("%w: apiVersion is %q, expected %q", ErrInvalid, f.APIVersion, APIVersion)
+	// The same bytes once more as a node tree: semantic errors name their line.
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if f.Kind != Kind {
-		return nil, fmt.Errorf("%w: kind is %q, expected %q", ErrInvalid, f.Kind, Kind)
-	}
-	switch f.Delegate.StdinFormat {
-	case "", "auto", "any", "bootstrap":
-	default:
-		return nil, fmt.Errorf("%w: delegate.stdinFormat is %q, expected auto, any or bootstrap", ErrInvalid, f.Delegate.StdinFormat)
+	f.root = &root
+	if err := f.validate(f.Platform); err != nil {
+		return nil, err
 	}
 	return &f, nil
 }

@@ -1,0 +1,166 @@
+package policy
+
+import (
+	"encoding/json"
+	"fmt"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+/*
+An Update of an untrusted workload may not raise resources past the policy's limits, and
+may carry nothing but resources.
+
+containerd encodes UpdateTaskRequest.Resources with typeurl as JSON of
+*specs.WindowsResources or *specs.LinuxResources, type URLs
+"types.containerd.io/opencontainers/runtime-spec/1/WindowsResources" /
+".../LinuxResources" (core/runtime/typeurl.go, client/task_opts.go WithResources; CRI's
+UpdateContainerResources sends exactly these). runhcs also accepts other types in an
+Update: ctrdtaskapi.ContainerMount adds a host mount to a running container (a hostPath
+bypass) and PolicyFragment injects a confidential-computing policy; those, the other
+platform's type and anything undecodable are denied.
+
+An Update of the pod's sandbox task resizes the utility VM (runhcs internal/uvm
+update_uvm.go), so its memory is also held to limits.uvmMemoryMB.
+
+**Restricted Fields:**
+
+Windows: resources.memory.limit (bytes), resources.cpu.count, resources.cpu.maximum,
+resources.cpu.shares
+Linux: resources.memory.limit, resources.cpu.shares, resources.cpu.quota / period,
+resources.pids.limit, resources.devices (allow rules), resources.unified
+Resources type URL
+
+**Allowed Values:** at most the configured limits (0 = no limit); on Linux an unlimited
+value (-1, 0) where a limit is configured is refused; no device allow rules; no unified
+(cgroup v2 raw) keys
+*/
+
+var ruleUpdateLimits = &rule{
+	id:      "untrusted.update-limits",
+	threats: []string{"T14"},
+	calls:   []Call{CallUpdate},
+	action:  "denial",
+	summary: "Update resources beyond untrusted.limits, device rules, unified cgroup keys and non-resource payloads (ContainerMount, PolicyFragment, unknown types) are denied",
+	check:   checkUpdateLimits,
+}
+
+// Resources type URLs (containerd core/runtime/typeurl.go: prefix types.containerd.io,
+// runtime-spec major version 1; a test checks specs.VersionMajor).
+const (
+	TypeURLWindowsResources = "types.containerd.io/opencontainers/runtime-spec/1/WindowsResources"
+	TypeURLLinuxResources   = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
+)
+
+const mib = 1 << 20
+
+// ceilMiB converts bytes to MiB, rounding up, without overflow.
+func ceilMiB(b uint64) uint64 {
+	mb := b / mib
+	if b%mib != 0 {
+		mb++
+	}
+	return mb
+}
+
+func checkUpdateLimits(st *state) {
+	r := st.in.Resources
+	if r == nil {
+		return
+	}
+	want := TypeURLWindowsResources
+	if st.platform == Linux {
+		want = TypeURLLinuxResources
+	}
+	if r.GetTypeUrl() != want {
+		st.deny("resources", "update payload of type %q is not allowed for tenant %q (only %s)", r.GetTypeUrl(), st.id.tenant, want)
+		return
+	}
+	if st.platform == Linux {
+		var lr specs.LinuxResources
+		if err := json.Unmarshal(r.GetValue(), &lr); err != nil {
+			st.deny("resources", "update resources do not decode: %v", err)
+			return
+		}
+		checkLinuxUpdate(st, &lr)
+		return
+	}
+	var wr specs.WindowsResources
+	if err := json.Unmarshal(r.GetValue(), &wr); err != nil {
+		st.deny("resources", "update resources do not decode: %v", err)
+		return
+	}
+	checkWindowsUpdate(st, &wr)
+}
+
+func (st *state) overLimit(field string, v, limit uint64, unit string) {
+	if limit > 0 && v > limit {
+		st.deny(field, "%s %d%s exceeds the limit %d%s for tenant %q", field, v, unit, limit, unit, st.id.tenant)
+	}
+}
+
+func checkWindowsUpdate(st *state, r *specs.WindowsResources) {
+	l := st.p.limits
+	if r.Memory != nil && r.Memory.Limit != nil {
+		mb := ceilMiB(*r.Memory.Limit)
+		st.overLimit("resources.memory.limit", mb, l.MemoryMB, "MiB")
+		if pod := st.in.Pod; pod != nil && st.in.ID == pod.SandboxID {
+			st.overLimit("resources.memory.limit", mb, l.UVMMemoryMB, "MiB")
+		}
+	}
+	if c := r.CPU; c != nil {
+		if c.Count != nil {
+			st.overLimit("resources.cpu.count", *c.Count, l.CPUCount, "")
+		}
+		if c.Maximum != nil {
+			st.overLimit("resources.cpu.maximum", uint64(*c.Maximum), l.CPUMaximum, "")
+		}
+		if c.Shares != nil {
+			st.overLimit("resources.cpu.shares", uint64(*c.Shares), l.CPUShares, "")
+		}
+	}
+}
+
+func checkLinuxUpdate(st *state, r *specs.LinuxResources) {
+	l := st.p.limits
+	if m := r.Memory; m != nil && m.Limit != nil && l.MemoryMB > 0 {
+		if *m.Limit <= 0 {
+			st.deny("resources.memory.limit", "an unlimited memory limit (%d) is not allowed for tenant %q", *m.Limit, st.id.tenant)
+		} else {
+			st.overLimit("resources.memory.limit", ceilMiB(uint64(*m.Limit)), l.MemoryMB, "MiB")
+		}
+	}
+	if c := r.CPU; c != nil {
+		if c.Shares != nil {
+			st.overLimit("resources.cpu.shares", *c.Shares, l.CPUShares, "")
+		}
+		if c.Quota != nil && l.CPUCount > 0 {
+			period := uint64(100000)
+			if c.Period != nil && *c.Period > 0 {
+				period = *c.Period
+			}
+			switch q := *c.Quota; {
+			case q <= 0:
+				st.deny("resources.cpu.quota", "an unlimited CPU quota (%d) is not allowed for tenant %q", q, st.id.tenant)
+			case uint64(q) > l.CPUCount*period:
+				st.deny("resources.cpu.quota", "CPU quota %d/%d (%.2f CPUs) exceeds the limit of %d CPUs for tenant %q", q, period, float64(q)/float64(period), l.CPUCount, st.id.tenant)
+			}
+		}
+	}
+	if p := r.Pids; p != nil && p.Limit != nil && l.Pids > 0 {
+		switch {
+		case *p.Limit <= 0:
+			st.deny("resources.pids.limit", "an unlimited pids limit (%d) is not allowed for tenant %q", *p.Limit, st.id.tenant)
+		case *p.Limit > l.Pids:
+			st.deny("resources.pids.limit", "resources.pids.limit %d exceeds the limit %d for tenant %q", *p.Limit, l.Pids, st.id.tenant)
+		}
+	}
+	for i, d := range r.Devices {
+		if d.Allow {
+			st.deny(fmt.Sprintf("resources.devices[%d]", i), "an update may not allow devices (%s) for tenant %q", deviceRuleString(d.Type, d.Major, d.Minor, d.Access), st.id.tenant)
+		}
+	}
+	if len(r.Unified) > 0 {
+		st.deny("resources.unified", "raw cgroup v2 settings (%d keys) are not allowed in an update for tenant %q", len(r.Unified), st.id.tenant)
+	}
+}

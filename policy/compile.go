@@ -1,0 +1,217 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+)
+
+// DefaultCRINamespace is the containerd namespace of containerd's CRI plugin.
+const DefaultCRINamespace = "k8s.io"
+
+// DefaultAllowedHostPaths returns the default mounts.allowedHostPaths of platform (used
+// when the field is absent): the pod's own kubelet directory (volumes, termination log)
+// and the per-container directory of image volumes; on Linux also the pod's CRI sandbox
+// directories (hosts, hostname, resolv.conf, /dev/shm), which containerd's CRI plugin
+// bind-mounts into every container. The paths are the kubelet's and containerd's defaults
+// (containerd's CRI plugin keeps its files under <root>/io.containerd.grpc.v1.cri and
+// <state>/io.containerd.grpc.v1.cri, plugins/cri/runtime/plugin.go).
+func DefaultAllowedHostPaths(p Platform) []string {
+	if p == Linux {
+		return []string{
+			"/var/lib/kubelet/pods/{podUID}/",
+			"/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/{sandboxID}/",
+			"/run/containerd/io.containerd.grpc.v1.cri/sandboxes/{sandboxID}/",
+			"/var/lib/containerd/io.containerd.grpc.v1.cri/containers/{containerID}/volumes/",
+		}
+	}
+	return []string{
+		`C:\var\lib\kubelet\pods\{podUID}\`,
+		`C:\ProgramData\containerd\root\io.containerd.grpc.v1.cri\containers\{containerID}\volumes\`,
+	}
+}
+
+// Policy is a compiled node policy for one platform. It is immutable and safe for
+// concurrent use.
+type Policy struct {
+	platform     Platform
+	mode         Mode
+	criNamespace string
+	tenants      map[tenantKey]tenantSetting
+	ruleModes    map[string]Mode
+	rules        []*rule // the registry's rules for this platform, in order
+
+	user           string
+	allowedUsers   []string
+	linuxUID       uint32
+	linuxGID       uint32
+	sandboxRuntime string
+	hostPaths      []pathPrefix
+	disks          []string
+	devices        []string // Windows: "idtype://id" lower case; Linux: clean paths
+	annAllowed     []string
+	annDeny        bool
+	allowWritable  bool
+	limits         Limits
+}
+
+type tenantKind int
+
+const (
+	tenantContainerd tenantKind = iota
+	tenantKubernetes
+)
+
+type tenantKey struct {
+	kind tenantKind
+	name string
+}
+
+type tenantSetting struct {
+	trusted bool
+	mode    Mode // "" = the file's mode
+}
+
+// Compile validates f for a node running nodeOS and returns the policy to evaluate. The
+// file's platform, when set, must equal nodeOS. Errors wrap ErrInvalid and name the line
+// (for a parsed file) and field.
+func Compile(f *File, nodeOS Platform) (*Policy, error) {
+	return compile(f, nodeOS, nil)
+}
+
+// compile is Compile with a rule list override (tests: proving that each rule's fail
+// fixtures depend on that rule).
+func compile(f *File, nodeOS Platform, rules []*rule) (*Policy, error) {
+	if f == nil {
+		return nil, fmt.Errorf("%w: no policy file", ErrInvalid)
+	}
+	switch nodeOS {
+	case Windows, Linux:
+	default:
+		return nil, fmt.Errorf("%w: node OS %q is neither windows nor linux", ErrInvalid, nodeOS)
+	}
+	if f.Platform != "" && f.Platform != nodeOS {
+		return nil, fmt.Errorf("%w: %s: the policy is for %s but this node runs %s", ErrInvalid, f.where("platform"), f.Platform, nodeOS)
+	}
+	if err := f.validate(nodeOS); err != nil {
+		return nil, err
+	}
+	u := f.Untrusted
+	p := &Policy{
+		platform:       nodeOS,
+		mode:           orDefault(f.Mode, Enforce),
+		criNamespace:   orDefault(f.CRINamespace, DefaultCRINamespace),
+		tenants:        map[tenantKey]tenantSetting{},
+		ruleModes:      map[string]Mode{},
+		user:           orDefault(u.User, DefaultWindowsUser),
+		allowedUsers:   append([]string(nil), u.AllowedUsers...),
+		linuxUID:       DefaultLinuxUID,
+		linuxGID:       DefaultLinuxGID,
+		sandboxRuntime: u.SandboxRuntime,
+		annAllowed:     append([]string(nil), u.Annotations.Allowed...),
+		annDeny:        u.Annotations.OnDisallowed == "deny",
+		allowWritable:  u.AllowWritableFileShares,
+		limits:         u.Limits,
+	}
+	if u.LinuxUser.UID != nil {
+		p.linuxUID = *u.LinuxUser.UID
+	}
+	if u.LinuxUser.GID != nil {
+		p.linuxGID = *u.LinuxUser.GID
+	}
+	for _, t := range f.Tenants {
+		k := tenantKey{kind: tenantContainerd, name: t.ContainerdNamespace}
+		if t.KubernetesNamespace != "" {
+			k = tenantKey{kind: tenantKubernetes, name: t.KubernetesNamespace}
+		}
+		p.tenants[k] = tenantSetting{trusted: t.IsTrusted(), mode: t.Mode}
+	}
+	for id, m := range f.Rules {
+		p.ruleModes[id] = m
+	}
+	hostPaths := u.Mounts.AllowedHostPaths
+	if hostPaths == nil {
+		hostPaths = DefaultAllowedHostPaths(nodeOS)
+	}
+	for _, raw := range hostPaths {
+		pp, err := compilePrefix(nodeOS, raw)
+		if err != nil { // validated above; a default that fails is a bug
+			return nil, fmt.Errorf("%w: mounts.allowedHostPaths: %v", ErrInvalid, err)
+		}
+		p.hostPaths = append(p.hostPaths, pp)
+	}
+	for _, d := range u.Mounts.AllowedDisks {
+		p.disks = append(p.disks, normalizeDisk(nodeOS, d))
+	}
+	for _, d := range u.Devices.Allowed {
+		n, _ := normalizeDevice(nodeOS, d) // validated above
+		p.devices = append(p.devices, n)
+	}
+	if rules == nil {
+		rules = registry
+	}
+	for _, r := range rules {
+		if r.platforms == nil || containsPlatform(r.platforms, nodeOS) {
+			p.rules = append(p.rules, r)
+		}
+	}
+	return p, nil
+}
+
+// Platform is the profile the policy applies.
+func (p *Policy) Platform() Platform { return p.platform }
+
+// Mode is the file's mode (a tenant may override it).
+func (p *Policy) Mode() Mode { return p.mode }
+
+func orDefault[T ~string](v, def T) T {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func containsPlatform(ps []Platform, p Platform) bool {
+	for _, x := range ps {
+		if x == p {
+			return true
+		}
+	}
+	return false
+}
+
+// normalizeDisk makes a disk source comparable: Windows folds "/" to "\" (case is folded
+// when comparing); Linux compares exactly.
+func normalizeDisk(p Platform, s string) string {
+	if p == Linux {
+		return s
+	}
+	return strings.ReplaceAll(s, "/", `\`)
+}
+
+// normalizeDevice validates and normalises a devices.allowed entry. Windows:
+// "IDType://ID" (CRI's device host_path syntax, "class/ID" being short for "class://ID"),
+// returned lower case; Linux: an absolute device path.
+func normalizeDevice(p Platform, s string) (string, error) {
+	if p == Linux {
+		lp, err := parseLinuxPath(s)
+		if err != nil {
+			return "", err
+		}
+		if len(lp.elems) == 0 {
+			return "", fmt.Errorf("%q is not a device path", s)
+		}
+		return lp.String(Linux), nil
+	}
+	if after, ok := strings.CutPrefix(s, "class/"); ok {
+		s = "class://" + after
+	}
+	idType, id, ok := strings.Cut(s, "://")
+	if !ok || idType == "" || id == "" {
+		return "", fmt.Errorf("%q does not have the form IDType://ID (e.g. class://5B45201D-F2F2-4F3B-85BB-30FF1F953599)", s)
+	}
+	return windowsDeviceKey(idType, id), nil
+}
+
+func windowsDeviceKey(idType, id string) string {
+	return strings.ToLower(idType) + "://" + strings.ToLower(id)
+}

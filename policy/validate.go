@@ -1,0 +1,349 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Semantic validation of a File. Every error names the field ("untrusted.mounts.
+// allowedHostPaths[1]") and, for a parsed file, its line.
+
+// k8sNamespacePattern is a Kubernetes namespace name (an RFC 1123 DNS label).
+var k8sNamespacePattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+// containerdNamespacePattern is containerd's namespace identifier
+// (pkg/identifiers: alphanumerics separated by '.', '_' or '-', at most 76 characters).
+var containerdNamespacePattern = regexp.MustCompile(`^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$`)
+
+// runtimeNamePattern is a bare binary name looked up on PATH.
+var runtimeNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
+
+// controlledPrefixes are the annotation prefixes the annotations rule controls: hcsshim's
+// (pkg/annotations: io.microsoft.*, microsoft.com/*) and gVisor's (dev.gvisor.*: flag
+// overrides and mount hints read by runsc).
+const controlledPrefixes = "io.microsoft., microsoft.com/, dev.gvisor."
+
+// isControlledKey reports whether an annotation key has a controlled prefix (compared
+// ASCII case-insensitively: stricter than the runtimes, which compare exactly).
+func isControlledKey(k string) bool {
+	return hasPrefixFold(k, "io.microsoft.") || hasPrefixFold(k, "microsoft.com/") || hasPrefixFold(k, "dev.gvisor.")
+}
+
+type validator struct {
+	f    *File
+	errs []error
+}
+
+func (v *validator) add(path []any, format string, args ...any) {
+	v.errs = append(v.errs, fmt.Errorf("%s: %s", v.f.where(path...), fmt.Sprintf(format, args...)))
+}
+
+// validate checks the file's semantics. platform "" skips the platform-dependent checks
+// (host paths, devices), which Compile runs once the node's OS is known.
+func (f *File) validate(platform Platform) error {
+	v := &validator{f: f}
+	if f.APIVersion != APIVersion {
+		v.add([]any{"apiVersion"}, "is %q, expected %q", f.APIVersion, APIVersion)
+	}
+	if f.Kind != Kind {
+		v.add([]any{"kind"}, "is %q, expected %q", f.Kind, Kind)
+	}
+	switch f.Delegate.StdinFormat {
+	case "", "auto", "any", "bootstrap":
+	default:
+		v.add([]any{"delegate", "stdinFormat"}, "is %q, expected auto, any or bootstrap", f.Delegate.StdinFormat)
+	}
+	switch f.Platform {
+	case "", Windows, Linux:
+	default:
+		v.add([]any{"platform"}, "is %q, expected windows or linux", f.Platform)
+	}
+	v.mode([]any{"mode"}, f.Mode)
+	if f.CRINamespace != "" && (!containerdNamespacePattern.MatchString(f.CRINamespace) || len(f.CRINamespace) > 76) {
+		v.add([]any{"criNamespace"}, "%q is not a containerd namespace name", f.CRINamespace)
+	}
+	v.tenants()
+	v.untrusted(platform)
+	// Rules in a stable order, so that errors come out in file order for equal lines.
+	ids := make([]string, 0, len(f.Rules))
+	for id := range f.Rules {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		if ruleByID(id) == nil {
+			v.add([]any{"rules", id}, "unknown rule ID %q (known: %s)", id, strings.Join(ruleIDs(), ", "))
+			continue
+		}
+		v.mode([]any{"rules", id}, f.Rules[id])
+	}
+	if len(v.errs) == 0 {
+		return nil
+	}
+	sort.SliceStable(v.errs, func(i, j int) bool { return lineOf(v.errs[i]) < lineOf(v.errs[j]) })
+	return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(v.errs...))
+}
+
+func (v *validator) mode(path []any, m Mode) {
+	switch m {
+	case "", Enforce, Audit:
+	default:
+		v.add(path, "mode %q is neither enforce nor audit", m)
+	}
+}
+
+func (v *validator) tenants() {
+	seen := map[tenantKey]int{}
+	for i, t := range v.f.Tenants {
+		at := []any{"tenants", i}
+		var k tenantKey
+		switch {
+		case t.KubernetesNamespace != "" && t.ContainerdNamespace != "":
+			v.add(at, "names both kubernetesNamespace and containerdNamespace; a tenant is one of them")
+			continue
+		case t.KubernetesNamespace != "":
+			k = tenantKey{tenantKubernetes, t.KubernetesNamespace}
+			if !k8sNamespacePattern.MatchString(t.KubernetesNamespace) {
+				v.add(append(at, "kubernetesNamespace"), "%q is not a Kubernetes namespace name (RFC 1123 label)", t.KubernetesNamespace)
+			}
+		case t.ContainerdNamespace != "":
+			k = tenantKey{tenantContainerd, t.ContainerdNamespace}
+			if !containerdNamespacePattern.MatchString(t.ContainerdNamespace) || len(t.ContainerdNamespace) > 76 {
+				v.add(append(at, "containerdNamespace"), "%q is not a containerd namespace name", t.ContainerdNamespace)
+			}
+		default:
+			v.add(at, "names no tenant: set kubernetesNamespace or containerdNamespace")
+			continue
+		}
+		if j, dup := seen[k]; dup {
+			v.add(at, "duplicate tenant %s (also tenants[%d], %s)", k, j, v.f.where("tenants", j))
+		} else {
+			seen[k] = i
+		}
+		v.mode(append(at, "mode"), t.Mode)
+		if t.Mode != "" && t.IsTrusted() {
+			v.add(append(at, "mode"), "has no effect on a trusted tenant (no rule applies to it); set `trusted: false` to evaluate this tenant's workloads in mode %s", t.Mode)
+		}
+	}
+}
+
+func (k tenantKey) String() string {
+	if k.kind == tenantKubernetes {
+		return fmt.Sprintf("kubernetesNamespace %q", k.name)
+	}
+	return fmt.Sprintf("containerdNamespace %q", k.name)
+}
+
+func (v *validator) untrusted(platform Platform) {
+	u := v.f.Untrusted
+	at := func(p ...any) []any { return append([]any{"untrusted"}, p...) }
+	if u.User != "" {
+		if err := checkUserName(u.User); err != nil {
+			v.add(at("user"), "%v", err)
+		}
+	}
+	for i, n := range u.AllowedUsers {
+		if err := checkUserName(n); err != nil {
+			v.add(at("allowedUsers", i), "%v", err)
+		}
+	}
+	if u.LinuxUser.UID != nil && *u.LinuxUser.UID == 0 {
+		v.add(at("linuxUser", "uid"), "0 is root; untrusted workloads must not run as root")
+	}
+	if u.LinuxUser.GID != nil && *u.LinuxUser.GID == 0 {
+		v.add(at("linuxUser", "gid"), "0 is the root group; untrusted workloads must not run in it")
+	}
+	if u.AllowWritableFileShares && platform == Linux {
+		v.add(at("allowWritableFileShares"), "is a Windows setting; this policy is for linux")
+	}
+	if rt := u.SandboxRuntime; rt != "" {
+		switch {
+		case platform == Windows:
+			v.add(at("sandboxRuntime"), "is a Linux setting (runc Options.BinaryName); this policy is for windows")
+		case strings.HasPrefix(rt, "/"):
+			if path.Clean(rt) != rt || strings.IndexByte(rt, 0) >= 0 {
+				v.add(at("sandboxRuntime"), "%q is not a clean absolute path", rt)
+			}
+		case !runtimeNamePattern.MatchString(rt):
+			v.add(at("sandboxRuntime"), "%q is neither an absolute path nor a bare binary name", rt)
+		}
+	}
+	if platform != "" {
+		for i, raw := range u.Mounts.AllowedHostPaths {
+			if _, err := compilePrefix(platform, raw); err != nil {
+				v.add(at("mounts", "allowedHostPaths", i), "%v", err)
+			}
+		}
+		for i, d := range u.Devices.Allowed {
+			if _, err := normalizeDevice(platform, d); err != nil {
+				v.add(at("devices", "allowed", i), "%v", err)
+			}
+		}
+	}
+	for i, d := range u.Mounts.AllowedDisks {
+		if strings.TrimSpace(d) == "" || strings.ContainsFunc(d, func(r rune) bool { return r < 0x20 }) {
+			v.add(at("mounts", "allowedDisks", i), "%q is not a disk source", d)
+		}
+	}
+	for i, k := range u.Annotations.Allowed {
+		switch {
+		case k == "" || k == "*":
+			v.add(at("annotations", "allowed", i), "%q would allow every annotation", k)
+		case strings.Contains(strings.TrimSuffix(k, "*"), "*"):
+			v.add(at("annotations", "allowed", i), "%q: \"*\" is only allowed at the end (a prefix)", k)
+		case !isControlledKey(k):
+			v.add(at("annotations", "allowed", i), "%q has none of the controlled prefixes %s; other annotations are never restricted", k, controlledPrefixes)
+		}
+	}
+	switch u.Annotations.OnDisallowed {
+	case "", "strip", "deny":
+	default:
+		v.add(at("annotations", "onDisallowed"), "is %q, expected strip or deny", u.Annotations.OnDisallowed)
+	}
+	if u.Limits.CPUMaximum > 10000 {
+		v.add(at("limits", "cpuMaximum"), "%d is above 10000 (100%%)", u.Limits.CPUMaximum)
+	}
+	if platform == Windows && u.Limits.CPUShares > 10000 {
+		v.add(at("limits", "cpuShares"), "%d is above 10000, the largest Windows CPU weight", u.Limits.CPUShares)
+	}
+	if u.Limits.Pids < 0 {
+		v.add(at("limits", "pids"), "%d is negative", u.Limits.Pids)
+	}
+}
+
+func ruleIDs() []string {
+	ids := make([]string, 0, len(registry))
+	for _, r := range registry {
+		ids = append(ids, r.id)
+	}
+	return ids
+}
+
+// where renders a field path as "line N: field a.b[2].c" (or "field a.b[2].c" when the
+// file was not parsed or the field is absent from it).
+func (f *File) where(path ...any) string {
+	var b strings.Builder
+	for i, p := range path {
+		switch p := p.(type) {
+		case int:
+			fmt.Fprintf(&b, "[%d]", p)
+		case string:
+			if i > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(p)
+		}
+	}
+	if line := f.line(path...); line > 0 {
+		return fmt.Sprintf("line %d: field %s", line, b.String())
+	}
+	return "field " + b.String()
+}
+
+// line finds the line of a field in the parsed document: the value's line, or for a
+// missing value the closest enclosing node's line.
+func (f *File) line(path ...any) int {
+	if f.root == nil || len(f.root.Content) == 0 {
+		return 0
+	}
+	n := f.root.Content[0]
+	line := n.Line
+	for _, p := range path {
+		var next *yaml.Node
+		switch p := p.(type) {
+		case string:
+			if n.Kind == yaml.MappingNode {
+				for i := 0; i+1 < len(n.Content); i += 2 {
+					if n.Content[i].Value == p {
+						next = n.Content[i+1]
+						break
+					}
+				}
+			}
+		case int:
+			if n.Kind == yaml.SequenceNode && p < len(n.Content) {
+				next = n.Content[p]
+			}
+		}
+		if next == nil {
+			return line
+		}
+		n = next
+		line = n.Line
+	}
+	return line
+}
+
+// lineOf extracts N from an error starting "line N:" (0 otherwise), for sorting.
+func lineOf(err error) int {
+	s, ok := strings.CutPrefix(err.Error(), "line ")
+	if !ok {
+		return 0
+	}
+	n, _ := strconv.Atoi(s[:strings.IndexByte(s+":", ':')])
+	return n
+}
+
+// typeErrors rewrites yaml.v3's "line N: <problem>" errors as "line N: field <path>:
+// <problem>", finding the field by its line in the node tree.
+func typeErrors(root *yaml.Node, te *yaml.TypeError) error {
+	errs := make([]error, 0, len(te.Errors))
+	for _, e := range te.Errors {
+		rest, ok := strings.CutPrefix(e, "line ")
+		n, _ := strconv.Atoi(rest[:strings.IndexByte(rest+":", ':')])
+		if path := pathAtLine(root, n); ok && path != "" {
+			e = fmt.Sprintf("line %d: field %s:%s", n, path, rest[strings.IndexByte(rest+":", ':')+1:])
+		}
+		errs = append(errs, errors.New(e))
+	}
+	return errors.Join(errs...)
+}
+
+// pathAtLine returns the field path ("a.b[2].c") of the first mapping key or sequence item
+// on a line, or "".
+func pathAtLine(n *yaml.Node, line int) string {
+	var walk func(n *yaml.Node, path string) string
+	walk = func(n *yaml.Node, path string) string {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				if p := walk(c, path); p != "" {
+					return p
+				}
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := k.Value
+				if path != "" {
+					p = path + "." + k.Value
+				}
+				if k.Line == line {
+					return p
+				}
+				if r := walk(v, p); r != "" {
+					return r
+				}
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				if c.Line == line && c.Kind == yaml.ScalarNode {
+					return p
+				}
+				if r := walk(c, p); r != "" {
+					return r
+				}
+			}
+		}
+		return ""
+	}
+	return walk(n, "")
+}
