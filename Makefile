@@ -16,11 +16,11 @@ help: ## Show this help
 
 .PHONY: build
 build: ## Build both binaries for Linux into out/
-	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(OUT)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(OUT)/ ./cmd/...
 
 .PHONY: build-windows
 build-windows: ## Cross-compile both binaries for Windows into out/windows/
-	GOOS=windows GOARCH=amd64 CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(OUT)/windows/ ./cmd/...
+	GOOS=windows GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(OUT)/windows/ ./cmd/...
 
 .PHONY: deps
 deps: ## Install what the tests and the demo need (apt, go install; cached in $ISOGUARD_CACHE)
@@ -38,12 +38,16 @@ lint: ## gofmt, go vet for GOOS=linux and GOOS=windows (all build tags)
 unit: ## Unit tests (no containerd needed)
 	$(GO) test -count=1 ./...
 
+.PHONY: fuzz
+fuzz: ## Run the policy fuzz target briefly (FUZZTIME, default 10s)
+	$(GO) test ./policy -run '^$$' -fuzz FuzzEvaluate -fuzztime $(FUZZTIME)
+
 .PHONY: integration
 integration: deps build ## Integration tests on real containerd 1.6/1.7/2.4 + runc
 	$(GO) test -count=1 -tags integration -timeout 25m -v ./integration/...
 
 .PHONY: test
-test: lint build-windows unit integration ## Every test: lint, Windows build, unit, integration
+test: lint build-windows unit fuzz integration ## Every test: lint, Windows build, unit, fuzz, integration
 	@echo "make test: all passed"
 
 .PHONY: bench

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	runhcsopts "github.com/Microsoft/hcsshim/cmd/containerd-shim-runhcs-v1/options"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+func runCLI(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestPolicyValidate(t *testing.T) {
+	for _, ex := range []struct{ file, platform string }{
+		{"../../examples/policy-windows.yaml", "windows"},
+		{"../../examples/policy-linux.yaml", "linux"},
+	} {
+		code, out, errs := runCLI("policy", "validate", "--platform", ex.platform, ex.file)
+		if code != exitOK || !strings.Contains(out, "valid (platform "+ex.platform) {
+			t.Errorf("%s: code %d out %q err %q", ex.file, code, out, errs)
+		}
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\nuntrusted:\n  usr: x\n"), 0o600)
+	code, _, errs := runCLI("policy", "validate", "--platform", "windows", bad)
+	if code != exitFail || !strings.Contains(errs, "line 4") || !strings.Contains(errs, "usr") {
+		t.Errorf("invalid file: code %d, stderr %q", code, errs)
+	}
+	if code, _, _ := runCLI("policy", "validate"); code != exitUsage {
+		t.Errorf("no file: code %d", code)
+	}
+	if code, _, _ := runCLI("policy", "frobnicate"); code != exitUsage {
+		t.Errorf("unknown subcommand: code %d", code)
+	}
+	if code, out, _ := runCLI("policy", "--help"); code != exitOK || !strings.Contains(out, "validate") {
+		t.Errorf("--help: %d %q", code, out)
+	}
+}
+
+// bundle writes a Windows-style config.json as containerd's CRI would for a pod sandbox.
+func bundle(t *testing.T, dir string, spec map[string]any) string {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(spec)
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestExplain(t *testing.T) {
+	pol := "../../examples/policy-windows.yaml"
+	ns := t.TempDir()
+	ann := map[string]string{
+		"io.kubernetes.cri.container-type":    "sandbox",
+		"io.kubernetes.cri.sandbox-id":        "sb1",
+		"io.kubernetes.cri.sandbox-namespace": "tenant-a",
+		"io.kubernetes.cri.sandbox-name":      "web",
+		"io.kubernetes.cri.sandbox-uid":       "6f1c2a9e-0000-4000-8000-000000000001",
+	}
+	sb := bundle(t, filepath.Join(ns, "sb1"), map[string]any{
+		"ociVersion": "1.1.0", "annotations": ann,
+		"process": map[string]any{"user": map[string]any{"username": "ContainerAdministrator"}, "args": []string{"cmd"}, "cwd": `C:\`},
+		"windows": map[string]any{"layerFolders": []string{`C:\layers\1`}},
+	})
+	opts, _ := anypb.New(&runhcsopts.Options{SandboxIsolation: runhcsopts.Options_PROCESS, SandboxPlatform: "windows/amd64"})
+	opts.TypeUrl = "containerd.runhcs.v1.Options"
+	raw, _ := proto.Marshal(opts)
+	optsFile := filepath.Join(t.TempDir(), "options.pb")
+	os.WriteFile(optsFile, raw, 0o600)
+
+	code, out, errs := runCLI("explain", "--policy", pol, "--platform", "windows", "--bundle", sb, "--options", optsFile)
+	if code != exitOK {
+		t.Fatalf("explain sandbox: code %d\n%s\n%s", code, out, errs)
+	}
+	for _, want := range []string{"start: ALLOWED", `tenant "tenant-a"`, "untrusted.isolation", "HYPERVISOR", "untrusted.user", `"ContainerAdministrator" -> "ContainerUser"`, "create: ALLOWED", `isolation "hyperv"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain output lacks %q:\n%s", want, out)
+		}
+	}
+	// Explaining writes nothing.
+	after, _ := os.ReadFile(filepath.Join(sb, "config.json"))
+	if !strings.Contains(string(after), "ContainerAdministrator") {
+		t.Fatal("explain modified config.json")
+	}
+
+	// A workload container with a host path outside the pod's kubelet dir: denied (exit 3).
+	wann := map[string]string{}
+	for k, v := range ann {
+		wann[k] = v
+	}
+	wann["io.kubernetes.cri.container-type"] = "container"
+	wann["io.kubernetes.cri.container-name"] = "app"
+	c1 := bundle(t, filepath.Join(ns, "c1"), map[string]any{
+		"ociVersion": "1.1.0", "annotations": wann,
+		"process": map[string]any{"user": map[string]any{"username": "ContainerUser"}, "args": []string{"cmd"}, "cwd": `C:\`},
+		"mounts":  []map[string]any{{"destination": `C:\ssh`, "source": `C:\Users\Administrator\.ssh`}},
+		"windows": map[string]any{"layerFolders": []string{`C:\layers\1`}},
+	})
+	code, out, errs = runCLI("explain", "--policy", pol, "--platform", "windows", "--bundle", c1, "--sandbox-bundle", sb, "--json")
+	if code != exitDenied {
+		t.Fatalf("explain hostPath: code %d\n%s\n%s", code, out, errs)
+	}
+	var e explanation
+	if err := json.Unmarshal([]byte(out), &e); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, out)
+	}
+	last := e.Decisions[len(e.Decisions)-1]
+	if last.Allowed || len(last.Denials) == 0 || last.Denials[0].Rule != "untrusted.hostpath" || !strings.Contains(last.Denials[0].Reason, `C:\Users\Administrator\.ssh`) {
+		t.Fatalf("decision %+v", last)
+	}
+	// Without --sandbox-bundle a workload container cannot be explained.
+	if code, _, errs := runCLI("explain", "--policy", pol, "--platform", "windows", "--bundle", c1); code != exitUsage || !strings.Contains(errs, "--sandbox-bundle") {
+		t.Fatalf("missing --sandbox-bundle: %d %q", code, errs)
+	}
+	if code, _, _ := runCLI("explain", "--policy", pol); code != exitUsage {
+		t.Fatalf("missing --bundle: %d", code)
+	}
+}
