@@ -46,8 +46,12 @@ fuzz: ## Run the policy fuzz target briefly (FUZZTIME, default 10s)
 integration: deps build ## Integration tests on real containerd 1.6/1.7/2.4 + runc
 	$(GO) test -count=1 -tags integration -timeout 25m -v ./integration/...
 
+.PHONY: wine-test
+wine-test: ## Windows tests under wine: the wrapper against the real runhcs v0.14.1 (installs wine, mingw)
+	bash scripts/test-windows.sh
+
 .PHONY: test
-test: lint build-windows unit fuzz integration ## Every test: lint, Windows build, unit, fuzz, integration
+test: lint build-windows unit fuzz integration wine-test ## Every test: lint, Windows build, unit, fuzz, real containerd, real runhcs under wine
 	@echo "make test: all passed"
 
 .PHONY: bench

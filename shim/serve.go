@@ -266,10 +266,18 @@ func connectDelegate(ctx context.Context, a Answer, onClose func()) (*ttrpc.Clie
 			}
 			onClose()
 		}))
+		// The attempt's deadline must bound the request's write too: ttrpc honours the
+		// context only while awaiting the answer, and a pipe instance nobody reads (go-winio's
+		// placeholder under wine; any delegate that accepts but does not read) blocks the
+		// write forever.
+		_ = conn.SetWriteDeadline(time.Now().Add(connectAttempt))
 		actx, cancel := context.WithTimeout(ctx, connectAttempt)
 		var resp taskv2.ConnectResponse
 		err = client.Call(actx, service, "Connect", &taskv2.ConnectRequest{}, &resp)
 		cancel()
+		if err == nil {
+			err = conn.SetWriteDeadline(time.Time{})
+		}
 		if err != nil {
 			lastErr = err
 			close(closed)
