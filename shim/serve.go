@@ -65,26 +65,11 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 	if f.Socket == "" {
 		return fmt.Errorf("serve needs -socket: %w", errdefs.ErrInvalidArgument)
 	}
-	bundle, err := os.Getwd()
+	sc, err := readStartContext(f, stdin)
 	if err != nil {
 		return err
 	}
-	data, err := io.ReadAll(io.LimitReader(stdin, maxStdin+1))
-	if err != nil {
-		return fmt.Errorf("read options: %w", err)
-	}
-	in, err := ParseStartInput(data, f.ID, f.Namespace)
-	if err != nil {
-		return err
-	}
-	spec, err := readSpecFile(bundle)
-	if err != nil {
-		return err
-	}
-	role, err := podRole(spec)
-	if err != nil {
-		return err
-	}
+	in, bundle, role := sc.in, sc.bundle, sc.role
 	if role.IsWorkload() {
 		return fmt.Errorf("serve: container %s joins pod %s and must not get a wrapper of its own: %w", f.ID, role.SandboxID, errdefs.ErrInvalidArgument)
 	}

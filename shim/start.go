@@ -31,26 +31,11 @@ func start(ctx context.Context, f Flags, stdin io.Reader, stdout io.Writer, hook
 	if err := f.validate(); err != nil {
 		return err
 	}
-	data, err := io.ReadAll(io.LimitReader(stdin, maxStdin+1))
-	if err != nil {
-		return fmt.Errorf("read options from stdin: %w", err)
-	}
-	in, err := ParseStartInput(data, f.ID, f.Namespace)
+	sc, err := readStartContext(f, stdin)
 	if err != nil {
 		return err
 	}
-	bundle, err := os.Getwd()
-	if err != nil {
-		return err
-	}
-	spec, err := readSpecFile(bundle)
-	if err != nil {
-		return err
-	}
-	role, err := podRole(spec)
-	if err != nil {
-		return err
-	}
+	data, in, bundle, role := sc.data, sc.in, sc.bundle, sc.role
 	var address string
 	if role.IsWorkload() {
 		address, err = joinPod(ctx, f, bundle, role, hooks)
@@ -172,4 +157,33 @@ func spawnDaemon(f Flags, bundle string, stdin []byte, socket string) (string, e
 		_ = cmd.Process.Kill()
 		return "", fmt.Errorf("isoguard wrapper daemon was not ready within %s: %w", daemonReadyTimeout, context.DeadlineExceeded)
 	}
+}
+
+// startContext is what both `start` and `serve` read first: stdin (raw and decoded), the
+// bundle (the working directory containerd chose) and the container's role in a pod.
+type startContext struct {
+	data   []byte
+	in     StartInput
+	bundle string
+	role   PodRole
+}
+
+func readStartContext(f Flags, stdin io.Reader) (startContext, error) {
+	var sc startContext
+	var err error
+	if sc.data, err = io.ReadAll(io.LimitReader(stdin, maxStdin+1)); err != nil {
+		return sc, fmt.Errorf("read options from stdin: %w", err)
+	}
+	if sc.in, err = ParseStartInput(sc.data, f.ID, f.Namespace); err != nil {
+		return sc, err
+	}
+	if sc.bundle, err = os.Getwd(); err != nil {
+		return sc, err
+	}
+	spec, err := readSpecFile(sc.bundle)
+	if err != nil {
+		return sc, err
+	}
+	sc.role, err = podRole(spec)
+	return sc, err
 }
