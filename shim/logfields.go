@@ -4,6 +4,7 @@ package shim
 const (
 	logMethod    = "method"
 	logID        = "id"
+	logExecID    = "exec_id"
 	logNamespace = "namespace"
 	logAddress   = "address"
 	logDelegate  = "delegate"

@@ -211,7 +211,14 @@ func intercepted[T any, PT interface {
 			return nil, errgrpc.ToGRPC(fmt.Errorf("isoguard: decode %s request: %v: %w", method, err, errdefs.ErrInvalidArgument))
 		}
 		if err := runHook(ctx, method, func() error { return hook(ctx, req) }); err != nil {
-			log.G(ctx).WithError(err).WithField(logMethod, method).Warn("isoguard: call denied")
+			fields := log.Fields{logMethod: method}
+			if r, ok := any(req).(interface{ GetID() string }); ok {
+				fields[logID] = r.GetID()
+			}
+			if r, ok := any(req).(interface{ GetExecID() string }); ok && r.GetExecID() != "" {
+				fields[logExecID] = r.GetExecID()
+			}
+			log.G(ctx).WithError(err).WithFields(fields).Warn("isoguard: call denied")
 			return nil, errgrpc.ToGRPC(err)
 		}
 		return p.call(ctx, p.delegateTask, method, req)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -68,6 +69,24 @@ type fakeDelegate struct {
 	received map[string][]byte
 	metadata map[string]ttrpc.MD
 	fail     map[string]error
+	conns    []net.Conn
+}
+
+// trackingListener records accepted connections so the fake can drop them at once, as a
+// process that exits does.
+type trackingListener struct {
+	net.Listener
+	d *fakeDelegate
+}
+
+func (l trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.d.mu.Lock()
+		l.d.conns = append(l.d.conns, c)
+		l.d.mu.Unlock()
+	}
+	return c, err
 }
 
 func (d *fakeDelegate) got(method string) ([]byte, bool) {
@@ -101,8 +120,12 @@ func startFakeDelegate(t testing.TB, service string) *fakeDelegate {
 			d.mu.Unlock()
 			if name == "Shutdown" {
 				// A delegate that exits on Shutdown: the connection drops before the answer.
-				go srv.Close()
-				time.Sleep(50 * time.Millisecond)
+				d.mu.Lock()
+				for _, c := range d.conns {
+					c.Close()
+				}
+				d.mu.Unlock()
+				srv.Close()
 				return nil, errors.New("exited")
 			}
 			if ferr != nil {
@@ -137,7 +160,7 @@ func startFakeDelegate(t testing.TB, service string) *fakeDelegate {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(context.Background(), l)
+	go srv.Serve(context.Background(), trackingListener{l, d})
 	t.Cleanup(func() { srv.Close() })
 	return d
 }

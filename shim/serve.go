@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -127,6 +128,10 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 
 	answer, err := startDelegate(ctx, delegatePath, f, bundle, delegateStdin)
 	if err != nil {
+		// A delegate whose start failed (or was killed at its timeout) may have spawned its
+		// daemon already: clean it up like one that cannot be reached.
+		inst.State.Delegate.Pid = readPidFile(filepath.Join(bundle, "shim.pid"))
+		cleanupDelegate(ctx, f, inst.State, bundle)
 		return err
 	}
 	inst.State.Delegate.Address = answer.Address
@@ -308,4 +313,17 @@ func cleanupDelegate(ctx context.Context, f Flags, st *State, bundle string) {
 	if processMatches(st.Delegate.Pid, st.Delegate.Path, st.ID) {
 		_ = terminate(st.Delegate.Pid, 2*time.Second)
 	}
+}
+
+// readPidFile reads a pid file the delegate's start wrote (0 if there is none).
+func readPidFile(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0
+	}
+	return pid
 }
