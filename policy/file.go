@@ -45,6 +45,8 @@ type File struct {
 	// mutations without applying them (for a gradual rollout); "enforce" is the default.
 	// A rule can never be switched off.
 	Rules map[string]Mode `yaml:"rules"`
+	// Audit configures the audit trail the shim writes (one JSON record per decision).
+	Audit AuditTrail `yaml:"audit"`
 
 	// root is the parsed document, for line numbers in semantic errors (nil for a File
 	// built in code).
@@ -61,6 +63,18 @@ type Delegate struct {
 	// (default), "any" (bare protobuf Any: runhcs, shims of containerd < 2.3) or
 	// "bootstrap" (BootstrapParams: shims of containerd >= 2.3).
 	StdinFormat string `yaml:"stdinFormat"`
+}
+
+// AuditTrail configures the audit trail. The policy only carries the settings; the shim writes.
+type AuditTrail struct {
+	// Path of the audit file. Empty: /var/log/isoguard/audit.log (Linux),
+	// %ProgramData%\isoguard\audit\audit.log (Windows). The environment variable
+	// ISOGUARD_AUDIT_LOG in containerd's environment overrides it.
+	Path string `yaml:"path"`
+	// MaxSizeMB rotates the file when it would grow past this size (default 10).
+	MaxSizeMB int `yaml:"maxSizeMB"`
+	// MaxBackups is how many rotated files are kept (default 5).
+	MaxBackups int `yaml:"maxBackups"`
 }
 
 // Tenant names one tenant: exactly one of KubernetesNamespace and ContainerdNamespace.

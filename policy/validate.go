@@ -71,6 +71,15 @@ func (f *File) validate(platform Platform) error {
 	}
 	v.tenants()
 	v.untrusted(platform)
+	if f.Audit.MaxSizeMB < 0 || f.Audit.MaxSizeMB > 10240 {
+		v.add([]any{"audit", "maxSizeMB"}, "is %d, expected 1 to 10240 (0: the default, 10)", f.Audit.MaxSizeMB)
+	}
+	if f.Audit.MaxBackups < 0 || f.Audit.MaxBackups > 1000 {
+		v.add([]any{"audit", "maxBackups"}, "is %d, expected 1 to 1000 (0: the default, 5)", f.Audit.MaxBackups)
+	}
+	if f.Audit.Path != "" && !(strings.HasPrefix(f.Audit.Path, "/") || len(f.Audit.Path) > 2 && f.Audit.Path[1] == ':' && (f.Audit.Path[2] == '\\' || f.Audit.Path[2] == '/')) {
+		v.add([]any{"audit", "path"}, "%q is not an absolute path", f.Audit.Path)
+	}
 	// Rules in a stable order, so that errors come out in file order for equal lines.
 	ids := make([]string, 0, len(f.Rules))
 	for id := range f.Rules {

@@ -114,10 +114,18 @@ func (e *Enforcer) auditWriter(lp *loadedPolicy) *audit.Writer {
 		return e.writer
 	}
 	path := os.Getenv(AuditEnv)
+	var maxBytes int64
+	var backups int
+	if lp != nil && lp.file != nil {
+		if path == "" {
+			path = lp.file.Audit.Path
+		}
+		maxBytes, backups = int64(lp.file.Audit.MaxSizeMB)<<20, lp.file.Audit.MaxBackups
+	}
 	if path == "" {
 		path = audit.DefaultPath
 	}
-	e.writer = audit.NewWriter(path, 0, 0)
+	e.writer = audit.NewWriter(path, maxBytes, backups)
 	return e.writer
 }
 

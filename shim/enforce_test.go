@@ -1,0 +1,162 @@
+package shim
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
+	runcopts "github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/isoguard/isoguard/audit"
+	"github.com/isoguard/isoguard/policy"
+)
+
+// enforcerFixture: a node policy file (audit path set in the file), a standalone
+// container's bundle and the wrapper instance that owns it, with a runc delegate (so the
+// Linux profile applies).
+func enforcerFixture(t *testing.T, policyYAML string) (*Enforcer, *Instance, string) {
+	t.Helper()
+	dir := t.TempDir()
+	auditPath := filepath.Join(dir, "audit", "audit.log")
+	cfg := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(cfg, []byte(policyYAML+"\naudit:\n  path: "+auditPath+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(ConfigEnv, cfg)
+	t.Setenv(AuditEnv, "")
+	bundle := filepath.Join(dir, "ns", "c1")
+	spec := specs.Spec{Version: "1.1.0", Process: &specs.Process{Args: []string{"/bin/tool", "id"}, Cwd: "/", Env: []string{"SECRET_TOKEN=hunter2"}}, Root: &specs.Root{Path: "rootfs"}, Linux: &specs.Linux{}}
+	data, _ := json.Marshal(spec)
+	if err := os.MkdirAll(bundle, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inst := &Instance{Namespace: "tenant-a", Bundle: bundle, State: &State{ID: "c1", Namespace: "tenant-a", Delegate: DelegateState{Path: "/usr/bin/containerd-shim-runc-v2"}}}
+	return NewEnforcer(), inst, auditPath
+}
+
+func auditRecords(t *testing.T, path string) []audit.Record {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("audit file from the policy's audit.path: %v", err)
+	}
+	defer f.Close()
+	var out []audit.Record
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var r audit.Record
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// TestEnforcerAppliesDecisions: start pins the pod and rewrites the options the delegate
+// gets; Create rewrites config.json (user) and the request's options (sandbox runtime);
+// each decision is audited to the file the policy names, without the environment value.
+func TestEnforcerAppliesDecisions(t *testing.T) {
+	e, inst, auditPath := enforcerFixture(t, "apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\nuntrusted:\n  sandboxRuntime: /usr/local/bin/runsc-isoguard\n")
+	ctx := context.Background()
+	si := &StartInput{Format: StdinEmpty}
+	if err := e.Start(ctx, inst, si); err != nil {
+		t.Fatal(err)
+	}
+	if inst.State.Pins == nil || inst.State.Pins.Tenant != "containerd:tenant-a" || inst.State.Pins.Trusted {
+		t.Fatalf("pins %+v", inst.State.Pins)
+	}
+	var ro runcopts.Options
+	if si.Options == nil || si.Options.UnmarshalTo(&ro) != nil || ro.BinaryName != "/usr/local/bin/runsc-isoguard" {
+		t.Fatalf("start options for the delegate: %v", si.Options)
+	}
+	spec, err := ReadSpec(inst.Bundle)
+	if err != nil || spec.Process.User.UID != policy.DefaultLinuxUID {
+		t.Fatalf("config.json after start: uid %v (%v)", spec.Process.User.UID, err)
+	}
+	req := &taskv2.CreateTaskRequest{ID: "c1", Bundle: inst.Bundle}
+	if err := e.Create(ctx, inst, req); err != nil {
+		t.Fatal(err)
+	}
+	ro = runcopts.Options{}
+	if req.Options == nil || req.Options.UnmarshalTo(&ro) != nil || ro.BinaryName != "/usr/local/bin/runsc-isoguard" {
+		t.Fatalf("Create options: %v", req.Options)
+	}
+	recs := auditRecords(t, auditPath)
+	if len(recs) != 2 || recs[0].Call != "start" || recs[1].Call != "create" || recs[0].Outcome != audit.OutcomeMutated {
+		t.Fatalf("audit records %+v", recs)
+	}
+	raw, _ := os.ReadFile(auditPath)
+	if strings.Contains(string(raw), "hunter2") {
+		t.Fatal("audit holds an environment value")
+	}
+	// Exec as root is rewritten.
+	proc, _ := json.Marshal(specs.Process{Args: []string{"sh"}, Cwd: "/", User: specs.User{UID: 0}})
+	ereq := &taskv2.ExecProcessRequest{ID: "c1", ExecID: "e1", Spec: &anypb.Any{TypeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process", Value: proc}}
+	if err := e.Exec(ctx, inst, ereq); err != nil {
+		t.Fatal(err)
+	}
+	var got specs.Process
+	if err := json.Unmarshal(ereq.Spec.Value, &got); err != nil || got.User.UID != policy.DefaultLinuxUID || !strings.HasSuffix(ereq.Spec.TypeUrl, "/Process") {
+		t.Fatalf("exec process after the policy: %+v (%v)", got.User, err)
+	}
+	// An exec spec that is not a process is denied (fail closed).
+	bad := &taskv2.ExecProcessRequest{ID: "c1", ExecID: "e2", Spec: &anypb.Any{TypeUrl: "x", Value: []byte("{not json")}}
+	if err := e.Exec(ctx, inst, bad); !errdefs.IsPermissionDenied(err) {
+		t.Fatalf("malformed exec spec: %v", err)
+	}
+}
+
+// TestEnforcerFailsClosed: an invalid policy file denies with the file and the problem, and
+// the denial is audited.
+func TestEnforcerFailsClosed(t *testing.T) {
+	e, inst, _ := enforcerFixture(t, "apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\n")
+	auditPath := filepath.Join(t.TempDir(), "audit.log")
+	t.Setenv(AuditEnv, auditPath)
+	cfg := os.Getenv(ConfigEnv)
+	if err := os.WriteFile(cfg, []byte("apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\ntenants: {oops: 1}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := e.Start(context.Background(), inst, &StartInput{})
+	if !errdefs.IsPermissionDenied(err) || !strings.Contains(err.Error(), cfg) || !strings.Contains(err.Error(), "tenants") {
+		t.Fatalf("start with an invalid policy: %v", err)
+	}
+	recs := auditRecords(t, auditPath)
+	if len(recs) != 1 || recs[0].Outcome != audit.OutcomeDenied || !strings.Contains(recs[0].Error, "tenants") {
+		t.Fatalf("audit %+v", recs)
+	}
+	// The policy is re-read when it changes: a valid file is picked up by the next call.
+	if err := os.WriteFile(cfg, []byte("apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\ntenants:\n  - containerdNamespace: tenant-a\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(context.Background(), inst, &StartInput{}); err != nil {
+		t.Fatalf("after fixing the policy: %v", err)
+	}
+	if !inst.State.Pins.Trusted {
+		t.Fatal("the fixed policy trusts tenant-a")
+	}
+}
+
+func TestPlatformOf(t *testing.T) {
+	for path, want := range map[string]policy.Platform{
+		`C:\Program Files\containerd\bin\containerd-shim-runhcs-v1.exe`: policy.Windows,
+		"/opt/standin/containerd-shim-runhcs-v1":                        policy.Windows,
+		"/usr/bin/containerd-shim-runc-v2":                              policy.Linux,
+		"/usr/local/bin/containerd-shim-runsc-v1":                       policy.Linux,
+	} {
+		if got := PlatformOf(path); got != want {
+			t.Errorf("PlatformOf(%q) = %q, want %q", path, got, want)
+		}
+	}
+}
