@@ -2,6 +2,7 @@ package shim
 
 import (
 	"bytes"
+
 	"context"
 	"encoding/json"
 	"io"
@@ -9,6 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	apitypes "github.com/containerd/containerd/api/types"
+	"google.golang.org/protobuf/proto"
 )
 
 func writeBundleSpec(t *testing.T, bundle string, ann map[string]string) {
@@ -169,5 +173,31 @@ func TestServeInvalidConfigFailsClosed(t *testing.T) {
 	err := serve(context.Background(), f, bytes.NewReader(nil), w, PassThrough{})
 	if err == nil || !strings.Contains(err.Error(), cfg) || !strings.Contains(err.Error(), "delegat") {
 		t.Fatalf("serve with a broken policy file: %v", err)
+	}
+}
+
+func TestInfoAndVersion(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(cfg, []byte("apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\ndelegate:\n  path: /nonexistent/containerd-shim-runc-v2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(ConfigEnv, cfg)
+	var out, errb bytes.Buffer
+	if code := Run(context.Background(), []string{"-info"}, bytes.NewReader(nil), &out, &errb, PassThrough{}); code != 0 {
+		t.Fatalf("-info: %d %s", code, errb.String())
+	}
+	var ri apitypes.RuntimeInfo
+	if err := proto.Unmarshal(out.Bytes(), &ri); err != nil {
+		t.Fatalf("-info printed no RuntimeInfo: %v", err)
+	}
+	if ri.Name != RuntimeName || ri.GetVersion().GetVersion() == "" || ri.Annotations["isoguard.dev/config"] != cfg || !strings.Contains(ri.Annotations["isoguard.dev/delegate-error"], "/nonexistent") {
+		t.Fatalf("RuntimeInfo %v", &ri)
+	}
+	out.Reset()
+	if code := Run(context.Background(), []string{"-v"}, nil, &out, &errb, PassThrough{}); code != 0 || !strings.Contains(out.String(), "Version:") {
+		t.Fatalf("-v: %d %q", code, out.String())
+	}
+	if code := Run(context.Background(), []string{"-namespace", "x", "bogus"}, nil, &out, &errb, PassThrough{}); code != 2 {
+		t.Fatalf("unknown action: %d", code)
 	}
 }
