@@ -87,17 +87,29 @@ func (w *wrapperDaemon) bundle(id string) string {
 	return filepath.Join(w.State, "io.containerd.runtime.v2.task", w.Namespace, id)
 }
 
+// record reads the wrapper's record of id, waiting until it names the delegate's pid (the
+// wrapper records it once its first handshake with the delegate succeeded, in the
+// background).
 func (w *wrapperDaemon) record(t *testing.T, id string) shim.State {
 	t.Helper()
-	var st shim.State
-	data, err := os.ReadFile(filepath.Join(w.bundle(id), shim.StateFile))
-	if err != nil {
-		t.Fatalf("isoguard record of %s: %v", id, err)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var st shim.State
+		data, err := os.ReadFile(filepath.Join(w.bundle(id), shim.StateFile))
+		if err != nil {
+			t.Fatalf("isoguard record of %s: %v", id, err)
+		}
+		if err := json.Unmarshal(data, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Delegate.Pid != 0 {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("isoguard record of %s names no delegate pid after 10 s: %+v", id, st)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	if err := json.Unmarshal(data, &st); err != nil {
-		t.Fatal(err)
-	}
-	return st
 }
 
 func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {

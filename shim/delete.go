@@ -112,6 +112,15 @@ func cleanupOwner(ctx context.Context, st *State) {
 		log.G(ctx).WithField(logPid, st.Pid).Info("terminating wrapper daemon")
 		_ = terminate(st.Pid, 2*time.Second)
 	}
+	if st.Delegate.Pid == 0 && st.Delegate.Address != "" {
+		// The wrapper was killed before it recorded the delegate's pid: ask the delegate.
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if c, pid, err := connectDelegate(ctx, Answer{Address: st.Delegate.Address, Protocol: "ttrpc", Version: st.Delegate.Version}, func() {}); err == nil {
+			st.Delegate.Pid = pid
+			c.Close()
+		}
+		cancel()
+	}
 	if processMatches(st.Delegate.Pid, st.Delegate.Path, st.ID) {
 		log.G(ctx).WithField(logPid, st.Delegate.Pid).Info("terminating delegate shim left behind")
 		_ = terminate(st.Delegate.Pid, 2*time.Second)

@@ -95,7 +95,7 @@ func OtherServices() map[string]map[string]Class {
 
 // Proxy serves containerd's task API on the wrapper's address and relays it to the delegate.
 type Proxy struct {
-	client *ttrpc.Client
+	client caller
 	// delegateTask is the task service name the delegate serves (v2 or v3).
 	delegateTask string
 	hooks        Hooks
@@ -117,8 +117,9 @@ func (p *Proxy) waitIdle(max time.Duration) {
 	}
 }
 
-// NewProxy returns a proxy to client, which speaks task API version delegateVersion (2 or 3).
-func NewProxy(client *ttrpc.Client, delegateVersion int, hooks Hooks, inst *Instance) (*Proxy, error) {
+// NewProxy returns a proxy to client (a *ttrpc.Client or the wrapper's delegate
+// connection), which speaks task API version delegateVersion (2 or 3).
+func NewProxy(client caller, delegateVersion int, hooks Hooks, inst *Instance) (*Proxy, error) {
 	p := &Proxy{client: client, hooks: hooks, inst: inst}
 	switch delegateVersion {
 	case 2:
@@ -245,6 +246,10 @@ func (p *Proxy) call(ctx context.Context, service, method string, req proto.Mess
 				return resp, nil
 			}
 			return nil, errgrpc.ToGRPC(fmt.Errorf("isoguard: %s: delegate shim connection closed: %w", method, errdefs.ErrUnavailable))
+		}
+		if errdefs.IsUnavailable(err) {
+			// The wrapper could not reach its delegate (delegateConn).
+			return nil, errgrpc.ToGRPC(err)
 		}
 		// The delegate's own error (a ttrpc status) passes through unchanged.
 		return nil, err

@@ -66,6 +66,7 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 	if f.Socket == "" {
 		return fmt.Errorf("serve needs -socket: %w", errdefs.ErrInvalidArgument)
 	}
+	began := time.Now()
 	sc, err := readStartContext(f, stdin)
 	if err != nil {
 		return err
@@ -108,6 +109,7 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 	if err := runHook(ctx, "start", func() error { return hooks.Start(ctx, inst, &in) }); err != nil {
 		return err
 	}
+	decided := time.Now()
 	delegateStdin, err := in.Encode(format, f, os.Getenv)
 	if err != nil {
 		return err
@@ -134,28 +136,41 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 		cleanupDelegate(ctx, f, inst.State, bundle)
 		return err
 	}
+	delegateStarted := time.Now()
 	inst.State.Delegate.Address = answer.Address
 	inst.State.Delegate.Version = answer.Version
 	log.G(ctx).WithFields(log.Fields{logDelegate: delegatePath, logAddress: answer.Address, "version": answer.Version}).Info("delegate started")
 
 	delegateGone := make(chan struct{})
 	var goneOnce sync.Once
-	client, pid, err := connectDelegate(ctx, answer, func() { goneOnce.Do(func() { close(delegateGone) }) })
-	if err != nil {
-		// The delegate started but cannot be reached: do not leave it behind.
-		cleanupDelegate(ctx, f, inst.State, bundle)
-		return err
-	}
-	defer client.Close()
-	inst.State.Delegate.Pid = pid
+	gone := func() { goneOnce.Do(func() { close(delegateGone) }) }
+	dc := dialDelegate(ctx, answer, gone)
+	defer dc.Close()
 
 	if err := writeBundleFiles(bundle, inst.State); err != nil {
-		client.Close()
+		_ = dc.wait(ctx)
+		inst.State.Delegate.Pid = dc.pid
 		cleanupDelegate(ctx, f, inst.State, bundle)
 		return err
 	}
+	// Record the delegate's pid once its handshake succeeded; a delegate that started but
+	// cannot be reached is cleaned up and ends the wrapper (containerd then runs `delete`).
+	go func() {
+		if err := dc.wait(ctx); err != nil {
+			log.G(ctx).WithError(err).Error("delegate not reachable; wrapper exits")
+			cleanupDelegate(ctx, f, inst.State, bundle)
+			gone()
+			return
+		}
+		st := *inst.State
+		st.Delegate.Pid = dc.pid
+		if err := writeState(bundle, &st); err != nil {
+			log.G(ctx).WithError(err).Error("record the delegate's pid")
+		}
+		log.G(ctx).WithFields(log.Fields{logPid: dc.pid, "connect": time.Since(delegateStarted).String()}).Debug("delegate connected")
+	}()
 
-	proxy, err := NewProxy(client, answer.Version, hooks, inst)
+	proxy, err := NewProxy(dc, answer.Version, hooks, inst)
 	if err != nil {
 		return err
 	}
@@ -177,7 +192,11 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 			debug.FreeOSMemory()
 		}
 	}()
-	log.G(ctx).WithFields(log.Fields{logAddress: f.Socket, logPid: os.Getpid()}).Info("isoguard wrapper serving")
+	log.G(ctx).WithFields(log.Fields{
+		logAddress: f.Socket, logPid: os.Getpid(),
+		"decide":         decided.Sub(began).String(),
+		"delegate_start": delegateStarted.Sub(decided).String(),
+	}).Info("isoguard wrapper serving")
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
@@ -238,7 +257,7 @@ func connectDelegate(ctx context.Context, a Answer, onClose func()) (*ttrpc.Clie
 	}
 	deadline := time.Now().Add(connectTimeout)
 	var lastErr error
-	for attempt := 0; time.Now().Before(deadline); attempt++ {
+	for attempt := 0; time.Now().Before(deadline) && ctx.Err() == nil; attempt++ {
 		if attempt > 0 {
 			time.Sleep(min(time.Duration(attempt)*20*time.Millisecond, 500*time.Millisecond))
 		}

@@ -493,16 +493,26 @@ type record struct {
 	} `json:"delegate"`
 }
 
+// readRecord reads the wrapper's record. The wrapper answers start as soon as runhcs's
+// start has answered and records runhcs's pid once its first handshake with runhcs has
+// succeeded (in the background; under wine the first connection to a pipe takes one 2 s
+// retry), so a record without that pid is re-read until it has one or 35 s have passed.
 func readRecord(bundle string) (*record, error) {
-	data, err := os.ReadFile(filepath.Join(bundle, "isoguard-state.json"))
-	if err != nil {
-		return nil, err
+	deadline := time.Now().Add(35 * time.Second)
+	for {
+		data, err := os.ReadFile(filepath.Join(bundle, "isoguard-state.json"))
+		if err != nil {
+			return nil, err
+		}
+		var r record
+		if err := json.Unmarshal(data, &r); err != nil {
+			return nil, fmt.Errorf("isoguard-state.json: %w", err)
+		}
+		if r.Delegate.Pid != 0 || time.Now().After(deadline) {
+			return &r, nil
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	var r record
-	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, fmt.Errorf("isoguard-state.json: %w", err)
-	}
-	return &r, nil
 }
 
 func readPidFile(bundle string) (uint32, error) {
