@@ -619,3 +619,78 @@ func pipeSecurity(t *testing.T, addr string) *windows.SECURITY_DESCRIPTOR {
 
 // fileAllAccess is FILE_ALL_ACCESS (winnt.h): what GENERIC_ALL maps to for files and pipes.
 const fileAllAccess = windows.STANDARD_RIGHTS_REQUIRED | windows.SYNCHRONIZE | 0x1ff
+
+// TestCreateDecisions: an untrusted Create the policy must deny (a mount of the host's
+// user profile) is refused with the rule id and never reaches the real runhcs; a trusted
+// tenant's Create is forwarded unchanged (process isolation stays) and runhcs's own error
+// comes back intact.
+func TestCreateDecisions(t *testing.T) {
+	t.Run("untrusted-hostpath-denied", func(t *testing.T) {
+		x := newH(t)
+		id := "deny"
+		s := x.mustStart(id, x.bundle(id, nil), stdinAny(t, debugOptions), false)
+		wc, _ := dialTTRPC(t, x.wrapperPipe(id))
+		defer wc.Close()
+		// The container's spec now mounts the host's user profile (start has rewritten
+		// config.json for the untrusted profile; keep that and add the mount).
+		var spec map[string]any
+		if err := json.Unmarshal([]byte(tryRead(filepath.Join(s.bundle, "config.json"))), &spec); err != nil {
+			t.Fatal(err)
+		}
+		spec["mounts"] = []map[string]any{{"destination": `C:\ssh`, "source": `C:\Users\victim\.ssh`}}
+		data, _ := json.Marshal(spec)
+		if err := os.WriteFile(filepath.Join(s.bundle, "config.json"), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := rpcCtx()
+		defer cancel()
+		_, err := wc.task.Create(ctx, &taskv2.CreateTaskRequest{ID: id, Bundle: s.bundle,
+			Options: optionsAny(t, &runhcsopts.Options{SandboxIsolation: runhcsopts.Options_HYPERVISOR})})
+		if status.Code(err) != codes.PermissionDenied || !strings.Contains(status.Convert(err).Message(), "untrusted.hostpath") ||
+			!strings.Contains(status.Convert(err).Message(), `C:\Users\victim\.ssh`) {
+			t.Fatalf("Create with a host profile mount: %v, want PermissionDenied naming untrusted.hostpath and the path", err)
+		}
+		if got := parsedOptions(t, s.bundle); len(got) != 0 {
+			t.Fatalf("a denied Create reached runhcs: it parsed %v", got)
+		}
+		denied := false
+		for _, r := range x.auditRecords() {
+			if r["id"] == id && r["call"] == "create" && r["outcome"] == "denied" && strings.Contains(fmt.Sprint(r["rules"]), "untrusted.hostpath") {
+				denied = true
+			}
+		}
+		if !denied {
+			t.Errorf("no audit record of the denied Create: %v", x.auditRecords())
+		}
+		x.shutdown(wc, s)
+	})
+	t.Run("trusted-forwarded-unchanged", func(t *testing.T) {
+		x := newH(t)
+		doc := "apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\ntenants:\n  - containerdNamespace: " + x.ns + "\n"
+		if err := os.WriteFile(x.policy, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		id := "trusted"
+		s := x.mustStart(id, x.bundle(id, nil), stdinAny(t, debugOptions), false)
+		wc, _ := dialTTRPC(t, x.wrapperPipe(id))
+		defer wc.Close()
+		dc, _ := dialTTRPC(t, x.runhcsPipe(id))
+		defer dc.Close()
+		ctx, cancel := rpcCtx()
+		defer cancel()
+		create := &taskv2.CreateTaskRequest{ID: id, Bundle: s.bundle,
+			Options: optionsAny(t, &runhcsopts.Options{SandboxIsolation: runhcsopts.Options_PROCESS, SandboxImage: "trusted-image"})}
+		_, werr := wc.task.Create(ctx, create)
+		got := parsedOptions(t, s.bundle)
+		if len(got) != 1 || got[0]["sandbox_image"] != "trusted-image" || got[0]["sandbox_isolation"] == "HYPERVISOR" {
+			t.Fatalf("runhcs parsed %v, want the trusted tenant's options unchanged (process isolation, trusted-image)", got)
+		}
+		if strings.Contains(tryRead(filepath.Join(s.bundle, "config.json")), `"hyperv"`) {
+			t.Error("config.json of a trusted tenant was given a Hyper-V section")
+		}
+		_, derr := dc.task.Create(ctx, create)
+		sameStatus(t, "trusted Create", werr, derr, codes.FailedPrecondition)
+		dc.Close()
+		x.shutdown(wc, s)
+	})
+}
