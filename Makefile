@@ -27,12 +27,13 @@ deps: ## Install what the tests and the demo need (apt, go install; cached in $I
 	bash scripts/deps.sh linux
 
 .PHONY: lint
-lint: ## gofmt, go vet for GOOS=linux and GOOS=windows (all build tags)
+lint: ## gofmt, go vet for GOOS=linux and GOOS=windows (all build tags), PowerShell syntax
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./...
 	GOOS=windows $(GO) vet ./...
 	GOOS=windows $(GO) vet -tags functional ./...
+	bash deploy/windows/check-syntax.sh
 
 .PHONY: unit
 unit: ## Unit tests (no containerd needed)
