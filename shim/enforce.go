@@ -164,7 +164,7 @@ func (e *Enforcer) decide(ctx context.Context, in policy.Input) (policy.Decision
 	}
 	e.writeAudit(ctx, lp, rec)
 	log.G(ctx).WithFields(log.Fields{
-		logMethod: in.Call, logID: in.ID, "tenant": d.Tenant, "outcome": rec.Outcome, "rules": strings.Join(rec.Rules, ","),
+		logMethod: in.Call, logID: in.ID, logTenant: d.Tenant, logOutcome: rec.Outcome, logRules: strings.Join(rec.Rules, ","),
 	}).Info("isoguard decision")
 	if err := d.Error(); err != nil {
 		return d, fmt.Errorf("%w: %w", err, errdefs.ErrPermissionDenied)

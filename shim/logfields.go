@@ -9,6 +9,14 @@ const (
 	logAddress   = "address"
 	logDelegate  = "delegate"
 	logPid       = "pid"
-	logBundle    = "bundle"
-	logSandboxID = "sandbox_id"
+	logTenant    = "tenant"
+	logOutcome   = "outcome"
+	logRules     = "rules"
+	logVersion   = "version"
+	logSignal    = "signal"
+	logStack     = "stack"
+	// Durations of the daemon's start, for operators chasing slow pod starts.
+	logDecide        = "decide"
+	logDelegateStart = "delegate_start"
+	logConnect       = "connect"
 )

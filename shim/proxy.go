@@ -230,7 +230,7 @@ func intercepted[T any, PT interface {
 func runHook(ctx context.Context, method string, hook func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			log.G(ctx).WithField(logMethod, method).WithField("stack", string(debug.Stack())).Errorf("isoguard: hook panicked: %v", r)
+			log.G(ctx).WithField(logMethod, method).WithField(logStack, string(debug.Stack())).Errorf("isoguard: hook panicked: %v", r)
 			err = fmt.Errorf("isoguard: %s denied: the check failed (%v): %w", method, r, errdefs.ErrInternal)
 		}
 	}()

@@ -139,7 +139,7 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 	delegateStarted := time.Now()
 	inst.State.Delegate.Address = answer.Address
 	inst.State.Delegate.Version = answer.Version
-	log.G(ctx).WithFields(log.Fields{logDelegate: delegatePath, logAddress: answer.Address, "version": answer.Version}).Info("delegate started")
+	log.G(ctx).WithFields(log.Fields{logDelegate: delegatePath, logAddress: answer.Address, logVersion: answer.Version}).Info("delegate started")
 
 	delegateGone := make(chan struct{})
 	var goneOnce sync.Once
@@ -167,7 +167,7 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 		if err := writeState(bundle, &st); err != nil {
 			log.G(ctx).WithError(err).Error("record the delegate's pid")
 		}
-		log.G(ctx).WithFields(log.Fields{logPid: dc.pid, "connect": time.Since(delegateStarted).String()}).Debug("delegate connected")
+		log.G(ctx).WithFields(log.Fields{logPid: dc.pid, logConnect: time.Since(delegateStarted).String()}).Debug("delegate connected")
 	}()
 
 	proxy, err := NewProxy(dc, answer.Version, hooks, inst)
@@ -194,8 +194,8 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 	}()
 	log.G(ctx).WithFields(log.Fields{
 		logAddress: f.Socket, logPid: os.Getpid(),
-		"decide":         decided.Sub(began).String(),
-		"delegate_start": delegateStarted.Sub(decided).String(),
+		logDecide:        decided.Sub(began).String(),
+		logDelegateStart: delegateStarted.Sub(decided).String(),
 	}).Info("isoguard wrapper serving")
 
 	sigs := make(chan os.Signal, 1)
@@ -210,7 +210,7 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 			log.G(ctx).WithError(err).Error("ttrpc server failed")
 		}
 	case s := <-sigs:
-		log.G(ctx).WithField("signal", s.String()).Info("wrapper stopped by signal")
+		log.G(ctx).WithField(logSignal, s.String()).Info("wrapper stopped by signal")
 	}
 	// Let answers in flight (notably the Shutdown that made the delegate exit) reach
 	// containerd before the connection closes: wait for the handlers, then close the
