@@ -358,7 +358,3 @@ func (e *Enforcer) siblingBundle(inst *Instance, id string) string {
 	}
 	return filepath.Join(filepath.Dir(inst.Bundle), id)
 }
-
-// Preload reads and compiles the policy for this node's OS ahead of the first decision
-// (the wrapper daemon does it while it waits for its handoff).
-func (e *Enforcer) Preload() { _, _ = e.current(policy.Platform(runtime.GOOS)) }

@@ -45,23 +45,9 @@ type readiness struct {
 	Error   string `json:"error,omitempty"`
 }
 
-// handoff is what `start` sends the daemon on its stdin once the delegate's start has
-// answered: the instance's record (decisions, pins, delegate) and, for the log, how long
-// deciding and the delegate's start took.
-type handoff struct {
-	State         State         `json:"state"`
-	Decide        time.Duration `json:"decide"`
-	DelegateStart time.Duration `json:"delegateStart"`
-}
-
-// preloader is implemented by hooks that can warm up (load the policy) while the daemon
-// waits for its handoff.
-type preloader interface{ Preload() }
-
-// serve is the wrapper daemon. It listens on f.Socket at once, then waits for `start` to
-// hand over the instance (start decides and runs the delegate's start meanwhile, so this
-// process boots in parallel), connects to the delegate, serves containerd's task API and
-// relays it until the delegate goes away. ready receives the readiness report.
+// serve is the wrapper daemon: it runs the delegate's start, connects to it, serves
+// containerd's task API on f.Socket and relays it, until the delegate goes away.
+// ready receives the readiness report and is closed before serving.
 func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, hooks Hooks) (retErr error) {
 	reported := false
 	report := func(r readiness) {
@@ -80,13 +66,57 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 	if f.Socket == "" {
 		return fmt.Errorf("serve needs -socket: %w", errdefs.ErrInvalidArgument)
 	}
-	bundle, err := os.Getwd()
+	began := time.Now()
+	sc, err := readStartContext(f, stdin)
 	if err != nil {
 		return err
 	}
-	if p, ok := hooks.(preloader); ok {
-		go p.Preload()
+	in, bundle, role := sc.in, sc.bundle, sc.role
+	if role.IsWorkload() {
+		return fmt.Errorf("serve: container %s joins pod %s and must not get a wrapper of its own: %w", f.ID, role.SandboxID, errdefs.ErrInvalidArgument)
 	}
+	settings, settingsErr := delegateSettings()
+	delegatePath, err := findDelegate(settings.Path, f)
+	if settingsErr != nil {
+		// A policy file that cannot be read decides nothing: the start hook records and
+		// denies (fail closed); without a hook that does, the error itself denies.
+		inst := &Instance{Namespace: f.Namespace, Bundle: bundle, State: &State{ID: f.ID, Namespace: f.Namespace, Delegate: DelegateState{Path: delegatePath}}}
+		if herr := runHook(ctx, "start", func() error { return hooks.Start(ctx, inst, &in) }); herr != nil {
+			return herr
+		}
+		return settingsErr
+	}
+	if err != nil {
+		return err
+	}
+	format, err := delegateStdinFormat(StdinFormat(settings.StdinFormat), delegatePath, in.Format)
+	if err != nil {
+		return err
+	}
+	inst := &Instance{
+		Namespace: f.Namespace,
+		Bundle:    bundle,
+		State: &State{
+			ID:        f.ID,
+			Namespace: f.Namespace,
+			Sandbox:   role.Type == ContainerTypeSandbox,
+			Address:   f.Socket,
+			Pid:       os.Getpid(),
+			Delegate:  DelegateState{Path: delegatePath, StdinFormat: format},
+		},
+	}
+	ctx = log.WithLogger(ctx, log.G(ctx).WithFields(log.Fields{logID: f.ID, logNamespace: f.Namespace}))
+	if err := runHook(ctx, "start", func() error { return hooks.Start(ctx, inst, &in) }); err != nil {
+		return err
+	}
+	decided := time.Now()
+	delegateStdin, err := in.Encode(format, f, os.Getenv)
+	if err != nil {
+		return err
+	}
+
+	// Listen before starting the delegate: a wrapper that cannot serve must not leave a
+	// delegate running.
 	l, err := listen(f.Socket)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", f.Socket, err)
@@ -97,18 +127,19 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 			log.G(ctx).WithError(err).Warn("remove wrapper socket")
 		}
 	}()
-	var h handoff
-	if err := json.NewDecoder(io.LimitReader(stdin, maxStdin)).Decode(&h); err != nil {
-		// start closes the pipe without a handoff when the decision or the delegate failed.
-		return fmt.Errorf("no handoff from start: %w", err)
+
+	answer, err := startDelegate(ctx, delegatePath, f, bundle, delegateStdin)
+	if err != nil {
+		// A delegate whose start failed (or was killed at its timeout) may have spawned its
+		// daemon already: clean it up like one that cannot be reached.
+		inst.State.Delegate.Pid = readPidFile(filepath.Join(bundle, "shim.pid"))
+		cleanupDelegate(ctx, f, inst.State, bundle)
+		return err
 	}
-	if h.State.ID != f.ID || h.State.Namespace != f.Namespace || h.State.Address != f.Socket || h.State.Pid != os.Getpid() {
-		return fmt.Errorf("handoff for %s/%s at %s (pid %d) does not match this daemon: %w", h.State.Namespace, h.State.ID, h.State.Address, h.State.Pid, errdefs.ErrInvalidArgument)
-	}
-	inst := &Instance{Namespace: f.Namespace, Bundle: bundle, State: &h.State}
-	ctx = log.WithLogger(ctx, log.G(ctx).WithFields(log.Fields{logID: f.ID, logNamespace: f.Namespace}))
-	answer := Answer{Address: h.State.Delegate.Address, Protocol: "ttrpc", Version: h.State.Delegate.Version}
 	delegateStarted := time.Now()
+	inst.State.Delegate.Address = answer.Address
+	inst.State.Delegate.Version = answer.Version
+	log.G(ctx).WithFields(log.Fields{logDelegate: delegatePath, logAddress: answer.Address, logVersion: answer.Version}).Info("delegate started")
 
 	delegateGone := make(chan struct{})
 	var goneOnce sync.Once
@@ -162,8 +193,9 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 		}
 	}()
 	log.G(ctx).WithFields(log.Fields{
-		logAddress: f.Socket, logPid: os.Getpid(), logDelegate: h.State.Delegate.Path,
-		logDecide: h.Decide.String(), logDelegateStart: h.DelegateStart.String(),
+		logAddress: f.Socket, logPid: os.Getpid(),
+		logDecide:        decided.Sub(began).String(),
+		logDelegateStart: delegateStarted.Sub(decided).String(),
 	}).Info("isoguard wrapper serving")
 
 	sigs := make(chan os.Signal, 1)
@@ -196,7 +228,7 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 }
 
 // startDelegate runs the delegate's `start` with containerd's argv, in the bundle.
-func startDelegate(ctx context.Context, path string, f Flags, bundle, socket string, stdin []byte) (Answer, error) {
+func startDelegate(ctx context.Context, path string, f Flags, bundle string, stdin []byte) (Answer, error) {
 	ctx, cancel := context.WithTimeout(ctx, delegateStartTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, path, f.delegateArgs(ActionStart)...)
@@ -210,7 +242,7 @@ func startDelegate(ctx context.Context, path string, f Flags, bundle, socket str
 	if err != nil {
 		return Answer{}, fmt.Errorf("delegate %s: %w", path, err)
 	}
-	if a.Address == socket {
+	if a.Address == f.Socket {
 		return Answer{}, fmt.Errorf("delegate %s answered the wrapper's own address %s: %w", path, a.Address, errdefs.ErrInvalidArgument)
 	}
 	return a, nil

@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	apitypes "github.com/containerd/containerd/api/types"
-	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -128,9 +127,9 @@ func TestStartRejectsBadInput(t *testing.T) {
 	}
 }
 
-// TestStartMissingDelegate: a delegate that does not exist fails start with a clear error
-// before anything is spawned.
-func TestStartMissingDelegate(t *testing.T) {
+// TestServeMissingDelegate: a delegate that does not exist fails start with a clear error,
+// reported to `start` through the readiness pipe, and nothing is left listening.
+func TestServeMissingDelegate(t *testing.T) {
 	dir := t.TempDir()
 	writeBundleSpec(t, dir, nil)
 	cfg := filepath.Join(t.TempDir(), "policy.yaml")
@@ -140,17 +139,26 @@ func TestStartMissingDelegate(t *testing.T) {
 	t.Setenv(ConfigEnv, cfg)
 	t.Chdir(dir)
 	f := testFlags()
-	sc, err := readStartContext(f, bytes.NewReader(nil))
+	f.Socket = "unix://" + filepath.Join(t.TempDir(), "w.sock")
+	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = decideStart(context.Background(), f, sc, "unix://"+filepath.Join(t.TempDir(), "w.sock"), PassThrough{})
-	if err == nil || !strings.Contains(err.Error(), "/nonexistent/containerd-shim-runhcs-v1") || !errdefs.IsNotFound(err) {
-		t.Fatalf("decideStart: %v", err)
+	err = serve(context.Background(), f, bytes.NewReader(nil), w, PassThrough{})
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/containerd-shim-runhcs-v1") {
+		t.Fatalf("serve: %v", err)
+	}
+	report, _ := io.ReadAll(r)
+	var rd readiness
+	if json.Unmarshal(report, &rd) != nil || !strings.Contains(rd.Error, "/nonexistent") {
+		t.Fatalf("readiness report %q", report)
+	}
+	if _, err := os.Stat(strings.TrimPrefix(f.Socket, "unix://")); err == nil {
+		t.Fatal("a failed serve left its socket behind")
 	}
 }
 
-func TestStartInvalidConfigFailsClosed(t *testing.T) {
+func TestServeInvalidConfigFailsClosed(t *testing.T) {
 	dir := t.TempDir()
 	writeBundleSpec(t, dir, nil)
 	cfg := filepath.Join(t.TempDir(), "policy.yaml")
@@ -160,46 +168,11 @@ func TestStartInvalidConfigFailsClosed(t *testing.T) {
 	t.Setenv(ConfigEnv, cfg)
 	t.Chdir(dir)
 	f := testFlags()
-	sc, err := readStartContext(f, bytes.NewReader(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _, err = decideStart(context.Background(), f, sc, "unix://"+filepath.Join(t.TempDir(), "w.sock"), PassThrough{})
-	if err == nil || !strings.Contains(err.Error(), cfg) || !strings.Contains(err.Error(), "delegat") {
-		t.Fatalf("decideStart with a broken policy file: %v", err)
-	}
-}
-
-// TestServeWithoutHandoff: a daemon whose start gives no handoff (its decision or the
-// delegate failed) reports the error, exits and leaves no socket.
-func TestServeWithoutHandoff(t *testing.T) {
-	dir := t.TempDir()
-	t.Chdir(dir)
-	f := testFlags()
 	f.Socket = "unix://" + filepath.Join(t.TempDir(), "w.sock")
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = serve(context.Background(), f, strings.NewReader(""), w, PassThrough{})
-	if err == nil || !strings.Contains(err.Error(), "no handoff") {
-		t.Fatalf("serve: %v", err)
-	}
-	report, _ := io.ReadAll(r)
-	var rd readiness
-	if json.Unmarshal(report, &rd) != nil || !strings.Contains(rd.Error, "no handoff") {
-		t.Fatalf("readiness report %q", report)
-	}
-	if _, err := os.Stat(strings.TrimPrefix(f.Socket, "unix://")); !os.IsNotExist(err) {
-		t.Fatalf("a daemon that did not serve left its socket: %v", err)
-	}
-	// A handoff for another instance is refused.
-	r2, w2, _ := os.Pipe()
-	defer r2.Close()
-	h, _ := json.Marshal(handoff{State: State{ID: "other", Namespace: f.Namespace, Address: f.Socket, Pid: os.Getpid()}})
-	err = serve(context.Background(), f, bytes.NewReader(h), w2, PassThrough{})
-	if err == nil || !strings.Contains(err.Error(), "does not match") {
-		t.Fatalf("serve with a foreign handoff: %v", err)
+	_, w, _ := os.Pipe()
+	err := serve(context.Background(), f, bytes.NewReader(nil), w, PassThrough{})
+	if err == nil || !strings.Contains(err.Error(), cfg) || !strings.Contains(err.Error(), "delegat") {
+		t.Fatalf("serve with a broken policy file: %v", err)
 	}
 }
 
