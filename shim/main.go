@@ -93,8 +93,9 @@ func exitCode(stderr io.Writer, err error) int {
 func setupDaemon(ctx context.Context, f Flags) {
 	debug.SetGCPercent(40)
 	// A relay does little work per call but hands every call between goroutines several
-	// times; on one P those hand-offs need no wake-up of another OS thread, which measured
-	// faster and smaller than containerd's GOMAXPROCS=2 for shims (docs/benchmarks.md).
+	// times; on one P those hand-offs need no wake-up of another OS thread, and the daemon
+	// keeps fewer threads and per-P caches (smaller RSS) than with containerd's
+	// GOMAXPROCS=2 for shims.
 	runtime.GOMAXPROCS(1)
 	if w := openLogOutput(ctx, f); w != nil {
 		log.L.Logger.SetOutput(w)
