@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -49,7 +50,8 @@ func ImageTar(t testing.TB) string {
 	t.Helper()
 	imageTar.Lock()
 	defer imageTar.Unlock()
-	if imageTar.path != "" {
+	// The cache may have moved (ISOGUARD_CACHE changed) or been removed since: re-check.
+	if imageTar.path != "" && fileExists(imageTar.path) && strings.HasPrefix(imageTar.path, Cache()) {
 		return imageTar.path
 	}
 	p, err := buildImageTar()
