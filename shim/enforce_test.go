@@ -160,3 +160,25 @@ func TestPlatformOf(t *testing.T) {
 		}
 	}
 }
+
+// TestEnforcerUpdateLimits: an Update that raises resources past the policy's limits is
+// denied with the rule id; one within them is allowed (threats T14).
+func TestEnforcerUpdateLimits(t *testing.T) {
+	e, inst, _ := enforcerFixture(t, "apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\nuntrusted:\n  sandboxRuntime: /usr/local/bin/runsc-isoguard\n  limits:\n    memoryMB: 512\n")
+	ctx := context.Background()
+	if err := e.Start(ctx, inst, &StartInput{}); err != nil {
+		t.Fatal(err)
+	}
+	update := func(limitMB int64) error {
+		limit := limitMB << 20
+		raw, _ := json.Marshal(specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}})
+		return e.Update(ctx, inst, &taskv2.UpdateTaskRequest{ID: "c1", Resources: &anypb.Any{TypeUrl: policy.TypeURLLinuxResources, Value: raw}})
+	}
+	if err := update(256); err != nil {
+		t.Fatalf("update within the limit: %v", err)
+	}
+	err := update(4096)
+	if !errdefs.IsPermissionDenied(err) || !strings.Contains(err.Error(), "untrusted.update-limits") {
+		t.Fatalf("update past the limit: %v", err)
+	}
+}
