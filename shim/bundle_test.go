@@ -96,10 +96,10 @@ func TestStateRoundTripAndErrors(t *testing.T) {
 		t.Fatalf("record mode: %v %v", fi.Mode(), err)
 	}
 	// The workload container's bundle is a sibling of the sandbox's.
-	if p, err := sandboxBundle(filepath.Join(ns, "c1"), "sb1"); err != nil || p != sb {
-		t.Fatalf("sandboxBundle = %q, %v", p, err)
+	if p, err := siblingBundle(filepath.Join(ns, "c1"), "sb1"); err != nil || p != sb {
+		t.Fatalf("siblingBundle = %q, %v", p, err)
 	}
-	if _, err := sandboxBundle(filepath.Join(ns, "c1"), "../../etc"); err == nil {
+	if _, err := siblingBundle(filepath.Join(ns, "c1"), "../../etc"); err == nil {
 		t.Fatal("sandbox id with separators must be refused")
 	}
 	if err := os.WriteFile(filepath.Join(sb, StateFile), []byte("{"), 0o600); err != nil {

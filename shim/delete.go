@@ -71,7 +71,7 @@ func recordFor(bundle string) (st *State, owner bool, err error) {
 	if rerr != nil || !role.IsWorkload() {
 		return nil, false, err
 	}
-	sb, perr := sandboxBundle(bundle, role.SandboxID)
+	sb, perr := siblingBundle(bundle, role.SandboxID)
 	if perr != nil {
 		return nil, false, perr
 	}

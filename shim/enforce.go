@@ -325,7 +325,7 @@ func (e *Enforcer) Exec(ctx context.Context, inst *Instance, req *taskv2.ExecPro
 	if req.Spec == nil || json.Unmarshal(req.Spec.GetValue(), &proc) != nil {
 		return fmt.Errorf("isoguard: exec %s in %s denied: the process spec (type %q) is not a JSON OCI process: %w", req.ExecID, req.ID, req.Spec.GetTypeUrl(), errdefs.ErrPermissionDenied)
 	}
-	spec, _ := ReadSpec(e.siblingBundle(inst, req.ID)) // for the audit's Kubernetes names; optional
+	spec := taskSpec(inst, req.ID) // for the audit's Kubernetes names; optional
 	in := e.input(policy.CallExec, inst, req.ID, spec)
 	in.ExecID, in.Process = req.ExecID, &proc
 	d, err := e.decide(ctx, in)
@@ -344,17 +344,19 @@ func (e *Enforcer) Exec(ctx context.Context, inst *Instance, req *taskv2.ExecPro
 
 // Update decides resource and annotation updates after admission.
 func (e *Enforcer) Update(ctx context.Context, inst *Instance, req *taskv2.UpdateTaskRequest) error {
-	spec, _ := ReadSpec(e.siblingBundle(inst, req.ID))
+	spec := taskSpec(inst, req.ID)
 	in := e.input(policy.CallUpdate, inst, req.ID, spec)
 	in.Resources, in.UpdateAnnotations = req.Resources, req.Annotations
 	_, err := e.decide(ctx, in)
 	return err
 }
 
-// siblingBundle is the bundle of task id in the same namespace as the wrapper's.
-func (e *Enforcer) siblingBundle(inst *Instance, id string) string {
-	if checkPathElement("id", id) != nil {
-		return ""
+// taskSpec is the spec of task id of the wrapper's namespace, or nil if it cannot be read.
+func taskSpec(inst *Instance, id string) *specs.Spec {
+	b, err := siblingBundle(inst.Bundle, id)
+	if err != nil {
+		return nil
 	}
-	return filepath.Join(filepath.Dir(inst.Bundle), id)
+	spec, _ := ReadSpec(b)
+	return spec
 }

@@ -35,7 +35,6 @@ type Flags struct {
 	Version       bool
 	Info          bool
 	Action        Action
-	Args          []string // positional arguments after the action
 }
 
 // ParseFlags parses a shim command line (without argv[0]). It accepts both "-flag" and
@@ -59,7 +58,6 @@ func ParseFlags(args []string, stderr io.Writer) (Flags, error) {
 	}
 	if fs.NArg() > 0 {
 		f.Action = Action(fs.Arg(0))
-		f.Args = fs.Args()[1:]
 	}
 	return f, nil
 }

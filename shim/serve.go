@@ -41,7 +41,6 @@ const (
 // readiness is what the daemon tells `start` on its stdout pipe, as one JSON object.
 type readiness struct {
 	Address string `json:"address,omitempty"`
-	Pid     int    `json:"pid,omitempty"`
 	Error   string `json:"error,omitempty"`
 }
 
@@ -183,7 +182,7 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, l) }()
-	report(readiness{Address: f.Socket, Pid: os.Getpid()})
+	report(readiness{Address: f.Socket})
 	// Start-up (policy, delegate start) is done: give its garbage back to the OS now, and
 	// keep the daemon small like containerd's shims do (pkg/shim/shim.go setRuntime).
 	debug.FreeOSMemory()

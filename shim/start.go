@@ -53,7 +53,7 @@ func start(ctx context.Context, f Flags, stdin io.Reader, stdout io.Writer, hook
 // this wrapper started and recorded (threats T4). It never answers the delegate's address:
 // containerd would then talk to the delegate directly for this container.
 func joinPod(ctx context.Context, f Flags, bundle string, role PodRole, hooks Hooks) (string, error) {
-	sb, err := sandboxBundle(bundle, role.SandboxID)
+	sb, err := siblingBundle(bundle, role.SandboxID)
 	if err != nil {
 		return "", err
 	}

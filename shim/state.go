@@ -78,14 +78,15 @@ func readState(bundle string) (*State, error) {
 	return &st, nil
 }
 
-// sandboxBundle is the bundle of sandbox sandboxID next to bundle: containerd keeps every
-// task bundle of a namespace in one directory (<state>/io.containerd.runtime.v2.task/<ns>/<id>),
-// the same layout the runc shim relies on (cmd/containerd-shim-runc-v2/manager Stop).
-func sandboxBundle(bundle, sandboxID string) (string, error) {
-	if err := checkPathElement("sandbox id", sandboxID); err != nil {
+// siblingBundle is the bundle of task id next to bundle (a pod's sandbox, or another task
+// of the wrapper's namespace): containerd keeps every task bundle of a namespace in one
+// directory (<state>/io.containerd.runtime.v2.task/<ns>/<id>), the same layout the runc shim
+// relies on (cmd/containerd-shim-runc-v2/manager Stop).
+func siblingBundle(bundle, id string) (string, error) {
+	if err := checkPathElement("id", id); err != nil {
 		return "", err
 	}
-	return filepath.Join(filepath.Dir(filepath.Clean(bundle)), sandboxID), nil
+	return filepath.Join(filepath.Dir(filepath.Clean(bundle)), id), nil
 }
 
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
