@@ -27,10 +27,11 @@ func ConfigPath() string {
 	return DefaultConfigPath()
 }
 
-// loadConfig reads and parses the node policy file. A missing file is errdefs.ErrNotFound
+// LoadConfig reads and parses the node policy file (bounded in size), as the wrapper
+// does; the operator's tool uses it too. A missing file is errdefs.ErrNotFound
 // (the caller decides what that means); anything else that is wrong is an error naming the
 // file and the problem.
-func loadConfig(path string) (*policy.File, error) {
+func LoadConfig(path string) (*policy.File, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -55,7 +56,7 @@ func loadConfig(path string) (*policy.File, error) {
 // delegateSettings returns the delegate section of the node policy file. A missing file
 // means defaults; an unreadable or invalid one is an error (never half-read).
 func delegateSettings() (policy.Delegate, error) {
-	f, err := loadConfig(ConfigPath())
+	f, err := LoadConfig(ConfigPath())
 	if err != nil {
 		if errdefs.IsNotFound(err) {
 			return policy.Delegate{}, nil

@@ -88,7 +88,7 @@ func (e *Enforcer) current(platform policy.Platform) (*loadedPolicy, error) {
 	if statErr == nil {
 		lp.mod, lp.size = st.ModTime(), st.Size()
 	}
-	f, err := loadConfig(path)
+	f, err := LoadConfig(path)
 	if err == nil {
 		lp.file = f
 		lp.policy, err = policy.Compile(f, platform)

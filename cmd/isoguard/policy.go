@@ -80,7 +80,7 @@ func runPolicy(args []string, stdout, stderr io.Writer) int {
 	path := fs.Arg(0)
 	f, pol, err := loadPolicy(path, policy.Platform(*platform))
 	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", path, err)
+		fmt.Fprintln(stderr, err)
 		return exitFail
 	}
 	trusted := 0
@@ -94,18 +94,16 @@ func runPolicy(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// loadPolicy reads the policy file the way the wrapper does (shim.LoadConfig: size bound,
+// errors naming the file) and compiles it.
 func loadPolicy(path string, nodeOS policy.Platform) (*policy.File, *policy.Policy, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	f, err := policy.Parse(data)
+	f, err := shim.LoadConfig(path)
 	if err != nil {
 		return nil, nil, err
 	}
 	pol, err := policy.Compile(f, nodeOS)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("node policy file %s: %w", path, err)
 	}
 	return f, pol, nil
 }
@@ -157,7 +155,7 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	}
 	_, pol, err := loadPolicy(*policyPath, policy.Platform(*platform))
 	if err != nil {
-		fmt.Fprintf(stderr, "isoguard explain: policy %s: %v\n", *policyPath, err)
+		fmt.Fprintf(stderr, "isoguard explain: %v\n", err)
 		return exitFail
 	}
 	spec, err := shim.ReadSpec(*bundle)
