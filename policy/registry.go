@@ -2,7 +2,6 @@ package policy
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 )
 
@@ -29,12 +28,6 @@ type RuleInfo struct {
 	Action    string
 	Summary   string
 }
-
-// ruleIDPattern: every registry ID is "untrusted." followed by a lower-case, dash-separated
-// name. IDs are stable: they appear in audit records, denials and policy files.
-var ruleIDPattern = regexp.MustCompile(`^untrusted\.[a-z]+(-[a-z]+)*$`)
-
-var threatPattern = regexp.MustCompile(`^T[0-9]+$`)
 
 // registry is every rule in evaluation order. It is built once at package initialisation,
 // validated (validateRegistry panics on a malformed entry, so a bad ID cannot ship: every
@@ -67,8 +60,9 @@ func validateRegistry(rules []*rule) error {
 		if r == nil {
 			return fmt.Errorf("rule %d is nil", i)
 		}
-		if !ruleIDPattern.MatchString(r.id) {
-			return fmt.Errorf("rule ID %q does not match %s", r.id, ruleIDPattern)
+		// IDs are stable: they appear in audit records, denials and policy files.
+		if !isRuleID(r.id) {
+			return fmt.Errorf("rule ID %q is not \"untrusted.\" and a lower-case, dash-separated name", r.id)
 		}
 		if seen[r.id] {
 			return fmt.Errorf("rule ID %q registered twice", r.id)
@@ -84,8 +78,8 @@ func validateRegistry(rules []*rule) error {
 			return fmt.Errorf("rule %s answers no threat", r.id)
 		}
 		for _, t := range r.threats {
-			if !threatPattern.MatchString(t) {
-				return fmt.Errorf("rule %s: threat %q does not match %s", r.id, t, threatPattern)
+			if !isThreatID(t) {
+				return fmt.Errorf("rule %s: threat %q is not T and a number", r.id, t)
 			}
 		}
 		switch r.action {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,16 +13,6 @@ import (
 
 // Semantic validation of a File. Every error names the field ("untrusted.mounts.
 // allowedHostPaths[1]") and, for a parsed file, its line.
-
-// k8sNamespacePattern is a Kubernetes namespace name (an RFC 1123 DNS label).
-var k8sNamespacePattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
-
-// containerdNamespacePattern is containerd's namespace identifier
-// (pkg/identifiers: alphanumerics separated by '.', '_' or '-', at most 76 characters).
-var containerdNamespacePattern = regexp.MustCompile(`^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$`)
-
-// runtimeNamePattern is a bare binary name looked up on PATH.
-var runtimeNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
 
 // controlledPrefixes are the annotation prefixes the annotations rule controls: hcsshim's
 // (pkg/annotations: io.microsoft.*, microsoft.com/*) and gVisor's (dev.gvisor.*: flag
@@ -66,7 +55,7 @@ func (f *File) validate(platform Platform) error {
 		v.add([]any{"platform"}, "is %q, expected windows or linux", f.Platform)
 	}
 	v.mode([]any{"mode"}, f.Mode)
-	if f.CRINamespace != "" && (!containerdNamespacePattern.MatchString(f.CRINamespace) || len(f.CRINamespace) > 76) {
+	if f.CRINamespace != "" && (!isContainerdNamespace(f.CRINamespace)) {
 		v.add([]any{"criNamespace"}, "%q is not a containerd namespace name", f.CRINamespace)
 	}
 	v.tenants()
@@ -119,12 +108,12 @@ func (v *validator) tenants() {
 			continue
 		case t.KubernetesNamespace != "":
 			k = tenantKey{tenantKubernetes, t.KubernetesNamespace}
-			if !k8sNamespacePattern.MatchString(t.KubernetesNamespace) {
+			if !isK8sNamespace(t.KubernetesNamespace) {
 				v.add(append(at, "kubernetesNamespace"), "%q is not a Kubernetes namespace name (RFC 1123 label)", t.KubernetesNamespace)
 			}
 		case t.ContainerdNamespace != "":
 			k = tenantKey{tenantContainerd, t.ContainerdNamespace}
-			if !containerdNamespacePattern.MatchString(t.ContainerdNamespace) || len(t.ContainerdNamespace) > 76 {
+			if !isContainerdNamespace(t.ContainerdNamespace) {
 				v.add(append(at, "containerdNamespace"), "%q is not a containerd namespace name", t.ContainerdNamespace)
 			}
 		default:
@@ -180,7 +169,7 @@ func (v *validator) untrusted(platform Platform) {
 			if path.Clean(rt) != rt || strings.IndexByte(rt, 0) >= 0 {
 				v.add(at("sandboxRuntime"), "%q is not a clean absolute path", rt)
 			}
-		case !runtimeNamePattern.MatchString(rt):
+		case !isRuntimeName(rt):
 			v.add(at("sandboxRuntime"), "%q is neither an absolute path nor a bare binary name", rt)
 		}
 	}
