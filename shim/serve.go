@@ -36,6 +36,7 @@ const (
 	// freeMemoryInterval: how often the idle daemon returns freed memory to the OS
 	// (containerd's shims: every 30 s; a forced collection of this small heap costs ~1 ms).
 	freeMemoryInterval = 10 * time.Second
+	firstFreeMemory    = time.Second
 )
 
 // readiness is what the daemon tells `start` on its stdout pipe, as one JSON object.
@@ -183,12 +184,15 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, l) }()
 	report(readiness{Address: f.Socket})
-	// Start-up (policy, delegate start) is done: give its garbage back to the OS now, and
-	// keep the daemon small like containerd's shims do (pkg/shim/shim.go setRuntime).
-	debug.FreeOSMemory()
+	// Give start-up's garbage (policy, spec, delegate start) back to the OS once containerd
+	// has created and started the task -- a forced collection right now would compete with
+	// containerd's Create for the CPU -- and then keep the daemon small like containerd's
+	// shims do (pkg/shim/shim.go setRuntime).
 	go func() {
-		for range time.Tick(freeMemoryInterval) {
+		time.Sleep(firstFreeMemory)
+		for {
 			debug.FreeOSMemory()
+			time.Sleep(freeMemoryInterval)
 		}
 	}()
 	log.G(ctx).WithFields(log.Fields{
