@@ -18,8 +18,10 @@ const delegateDeleteTimeout = 2 * time.Minute
 // deleteAction is `delete`: containerd calls it after a shim disconnects (and after every
 // `ctr run --rm`) and parses stdout as a containerd.task.v2.DeleteResponse. The wrapper runs
 // its delegate's `delete` with the same argv and relays its answer byte for byte; for the
-// instance that owns a wrapper (sandbox or standalone container) it then removes what a
-// killed wrapper may have left: the wrapper and delegate processes and the socket.
+// instance that owns a wrapper (sandbox or standalone container) it also removes what a
+// killed wrapper may have left: the wrapper and delegate processes and the socket. Where
+// the OS can (Linux), the delegate's delete replaces this process once that is done;
+// elsewhere (Windows, or stdio that is not this process's own) it runs as a child.
 func deleteAction(ctx context.Context, f Flags, stdout, stderr io.Writer) error {
 	if err := f.validate(); err != nil {
 		return err
@@ -41,6 +43,17 @@ func deleteAction(ctx context.Context, f Flags, stdout, stderr io.Writer) error 
 		if delegatePath, err = findDelegate(settings.Path, f); err != nil {
 			return err
 		}
+	}
+	if ownStdio(stdout, stderr) && canReplaceProcess {
+		// The delegate's delete becomes this process (same argv, directory, environment and
+		// stdio): containerd reads its DeleteResponse and stderr directly and waits for one
+		// process instead of two. What a killed wrapper left is removed first, as nothing
+		// runs after the exec.
+		if owner {
+			cleanupOwner(ctx, st)
+		}
+		err := replaceProcess(delegatePath, f.delegateArgs(ActionDelete))
+		return fmt.Errorf("delegate %s delete: %w: %w", delegatePath, err, errdefs.ErrUnavailable)
 	}
 	out, err := runDelegateDelete(ctx, delegatePath, f, stderr)
 	if owner {
@@ -128,4 +141,10 @@ func cleanupOwner(ctx context.Context, st *State) {
 	if err := removeAddress(st.Address); err != nil {
 		log.G(ctx).WithError(err).Warn("remove wrapper socket")
 	}
+}
+
+// ownStdio reports whether stdout and stderr are this process's own: only then can a
+// replacing process write containerd's answer in their place.
+func ownStdio(stdout, stderr io.Writer) bool {
+	return stdout == io.Writer(os.Stdout) && stderr == io.Writer(os.Stderr)
 }

@@ -34,7 +34,18 @@ func processMatches(pid int, binary, id string) bool {
 	return bytes.Contains(cmdline, []byte(filepath.Base(binary))) && bytes.Contains(cmdline, []byte(id))
 }
 
-// terminate asks pid to exit (SIGTERM), then kills it (SIGKILL) after grace.
+// canReplaceProcess: replaceProcess works here.
+const canReplaceProcess = true
+
+// replaceProcess executes path with args in place of this process (execve: same pid,
+// working directory, environment and file descriptors). It returns only on failure.
+func replaceProcess(path string, args []string) error {
+	return syscall.Exec(path, append([]string{path}, args...), os.Environ())
+}
+
+// terminate asks pid to exit (SIGTERM), then kills it (SIGKILL) after grace. It polls
+// quickly at first: a daemon asked to stop is usually gone within a few milliseconds, and
+// `delete` waits for it.
 func terminate(pid int, grace time.Duration) error {
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		if errors.Is(err, syscall.ESRCH) {
@@ -43,11 +54,11 @@ func terminate(pid int, grace time.Duration) error {
 		return err
 	}
 	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) {
+	for wait := 500 * time.Microsecond; time.Now().Before(deadline); wait = min(2*wait, 10*time.Millisecond) {
 		if !alive(pid) {
 			return nil
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(wait)
 	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return err

@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"errors"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -36,6 +37,12 @@ func processMatches(pid int, binary, _ string) bool {
 	}
 	return strings.EqualFold(filepath.Base(windows.UTF16ToString(buf[:n])), filepath.Base(binary))
 }
+
+// canReplaceProcess: Windows cannot replace a process's image (no execve); `delete` runs
+// the delegate's delete as a child and relays its answer.
+const canReplaceProcess = false
+
+func replaceProcess(string, []string) error { return errors.ErrUnsupported }
 
 // terminate ends pid. Windows has no SIGTERM for a console-less process: TerminateProcess,
 // then wait up to grace for it to be gone.
