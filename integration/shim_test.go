@@ -55,6 +55,7 @@ tenants:
 func startWrapperDaemon(t *testing.T, version, extraPolicy string) *wrapperDaemon {
 	t.Helper()
 	w := &wrapperDaemon{shim: harness.BuildBinary(t, "./cmd/containerd-shim-isoguard-v1")}
+	sockets := harness.Sockets()
 	dir := t.TempDir()
 	w.policy = filepath.Join(dir, "policy.yaml")
 	w.audit = filepath.Join(dir, "audit", "audit.log")
@@ -73,6 +74,7 @@ func startWrapperDaemon(t *testing.T, version, extraPolicy string) *wrapperDaemo
 	t.Cleanup(func() {
 		w.AssertNoShims(t, 10*time.Second)
 		harness.AssertNoProcesses(t, 5*time.Second, w.shim)
+		harness.AssertNoDeadSockets(t, sockets, 5*time.Second)
 	})
 	return w
 }
@@ -374,6 +376,15 @@ func TestShimFaultPaths(t *testing.T) {
 			waitFor(t, "containerd to clean up the task", 15*time.Second, func() bool { return taskStatus(t, w, "d1") != "RUNNING" })
 			_, _, _ = w.Ctr(t, "task", "delete", "d1")
 			w.MustCtr(t, "container", "delete", "d1")
+			// The wrapper's delete removed the killed delegate's socket (containerd leaves it
+			// when the runc shim is used directly and killed). The runc shim's debug socket is
+			// left in both cases -- neither containerd nor the shim's delete removes it -- so it
+			// is removed here, and the cleanup's leak check covers everything else.
+			waitFor(t, "the killed delegate's socket to be removed", 10*time.Second, func() bool {
+				_, err := os.Stat(strings.TrimPrefix(st.Delegate.Address, "unix://"))
+				return os.IsNotExist(err)
+			})
+			os.Remove(harness.RuncShimDebugSocket(w.Daemon, w.Namespace, "d1"))
 		})
 		t.Run(version+"/wrapper-killed", func(t *testing.T) {
 			w := startWrapperDaemon(t, version, "")

@@ -141,6 +141,27 @@ func cleanupOwner(ctx context.Context, st *State) {
 	if err := removeAddress(st.Address); err != nil {
 		log.G(ctx).WithError(err).Warn("remove wrapper socket")
 	}
+	// A delegate that finds its socket's name in the bundle's `address` file when it exits
+	// removes the WRAPPER's socket there, not its own (containerd 1.6/1.7 runtime/v2/shim
+	// shim.go run; 2.x also removes the one it computes, pkg/shim/util_unix.go
+	// cleanupSockets), and a killed delegate removes nothing. Remove the delegate's socket
+	// once its process is gone -- judged by the process, not by whether a connection still
+	// succeeds: right after terminate that can still happen (seen with the runc shims of
+	// containerd 1.6/1.7, whose sockets the wrapper-killed test then found left behind).
+	// With the delegate's pid unknown, only a socket that refuses connections is removed.
+	if st.Delegate.Address != "" && st.Delegate.Address != st.Address {
+		var err error
+		if st.Delegate.Pid != 0 {
+			if !processMatches(st.Delegate.Pid, st.Delegate.Path, st.ID) {
+				err = removeAddress(st.Delegate.Address)
+			}
+		} else {
+			err = removeDeadSocket(st.Delegate.Address)
+		}
+		if err != nil {
+			log.G(ctx).WithError(err).Warn("remove delegate socket")
+		}
+	}
 }
 
 // ownStdio reports whether stdout and stderr are this process's own: only then can a

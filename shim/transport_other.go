@@ -94,6 +94,30 @@ func removeAddress(address string) error {
 	return nil
 }
 
+// removeDeadSocket removes the unix socket at address if it is one and nothing accepts
+// connections on it any more (a live listener is left alone).
+func removeDeadSocket(address string) error {
+	path, err := socketPath(address)
+	if err != nil || strings.HasPrefix(path, "@") {
+		return err
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	if fi.Mode()&fs.ModeSocket == 0 {
+		return fmt.Errorf("%s is not a socket; left alone", path)
+	}
+	if c, err := net.DialTimeout("unix", path, 100*time.Millisecond); err == nil {
+		c.Close()
+		return nil // still served
+	}
+	return removeAddress(address)
+}
+
 // serverOptions: like containerd's shims, only peers with the wrapper's own uid may talk
 // to it (ttrpc's SO_PEERCRED check).
 func serverOptions() []ttrpc.ServerOpt {

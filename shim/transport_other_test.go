@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,5 +70,48 @@ func TestListenReplacesStaleRefusesLive(t *testing.T) {
 	}
 	if _, err := os.Stat(strings.TrimPrefix(addr, "unix://")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("socket not removed: %v", err)
+	}
+}
+
+func TestRemoveDeadSocket(t *testing.T) {
+	dir := t.TempDir()
+	live := filepath.Join(dir, "live.sock")
+	l, err := net.Listen("unix", live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	dead := filepath.Join(dir, "dead.sock")
+	ld, err := net.Listen("unix", dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ld.(*net.UnixListener).SetUnlinkOnClose(false)
+	ld.Close()
+	regular := filepath.Join(dir, "file")
+	if err := os.WriteFile(regular, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := removeDeadSocket("unix://" + live); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Fatalf("a served socket was removed: %v", err)
+	}
+	if err := removeDeadSocket("unix://" + dead); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dead); !os.IsNotExist(err) {
+		t.Fatalf("a socket nobody serves is still there: %v", err)
+	}
+	if err := removeDeadSocket("unix://" + regular); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Fatalf("regular file: %v", err)
+	}
+	if _, err := os.Stat(regular); err != nil {
+		t.Fatalf("a regular file was removed: %v", err)
+	}
+	if err := removeDeadSocket("unix://" + filepath.Join(dir, "missing")); err != nil {
+		t.Fatalf("missing: %v", err)
 	}
 }

@@ -33,4 +33,7 @@ func dial(address string, timeout time.Duration) (net.Conn, error) {
 // removeAddress: a pipe disappears with its last handle.
 func removeAddress(string) error { return nil }
 
+// removeDeadSocket: a named pipe ends with its last handle; nothing to remove.
+func removeDeadSocket(string) error { return nil }
+
 func serverOptions() []ttrpc.ServerOpt { return nil }

@@ -25,3 +25,14 @@ func processAlive(pid int) bool {
 	_, err := os.FindProcess(pid) // on Unix always succeeds: treat as alive
 	return err == nil
 }
+
+// Sockets is not implemented on this platform: it returns nil.
+func Sockets() map[string]bool { return nil }
+
+// AssertNoDeadSockets is not implemented on this platform: it reports true.
+func AssertNoDeadSockets(t testing.TB, before map[string]bool, within time.Duration) bool {
+	return true
+}
+
+// RuncShimDebugSocket is not implemented on this platform: it returns "".
+func RuncShimDebugSocket(d *Daemon, ns, id string) string { return "" }
