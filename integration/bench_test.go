@@ -38,9 +38,15 @@ func TestBenchmarkReport(t *testing.T) {
 
 	// 1. End to end: ctr run --rm, alternating so drift hits both sides alike.
 	var direct, wrapped []time.Duration
+	var directIDs, wrappedIDs []string
 	for i := range rounds {
 		for _, viaWrapper := range []bool{i%2 == 0, i%2 != 0} {
 			id := fmt.Sprintf("e2e-%d-%v", i, viaWrapper)
+			if viaWrapper {
+				wrappedIDs = append(wrappedIDs, id)
+			} else {
+				directIDs = append(directIDs, id)
+			}
 			args := []string{"run", "--rm"}
 			if viaWrapper {
 				args = append(args, "--runtime", w.shim)
@@ -60,6 +66,16 @@ func TestBenchmarkReport(t *testing.T) {
 	}
 	md, mw := median(direct), median(wrapped)
 	fmt.Fprintf(&report, "| `ctr run --rm` (median of %d) | %v | %v | %.3f | <= 1.05 |\n", rounds, ms(md), ms(mw), float64(mw)/float64(md))
+	// Where the difference is: the same runs, split into phases by containerd's own log.
+	logs := w.Daemon.Logs()
+	pd, pw := logPhases(t, logs, directIDs), logPhases(t, logs, wrappedIDs)
+	for _, p := range shimPhases {
+		if len(pd[p.name]) == 0 || len(pw[p.name]) == 0 {
+			t.Fatalf("phase %q not found in containerd's log (direct: %d runs, isoguard: %d runs)", p.name, len(pd[p.name]), len(pw[p.name]))
+		}
+		a, b := median(pd[p.name]), median(pw[p.name])
+		fmt.Fprintf(&report, "| &nbsp;&nbsp;%s (median) | %v | %v | %+.1f ms | (measured) |\n", p.name, ms(a), ms(b), float64(b-a)/1e6)
+	}
 
 	// 2. Start latency: ctr run -d (shim start + Create + Start).
 	direct, wrapped = nil, nil
@@ -136,6 +152,87 @@ func TestBenchmarkReport(t *testing.T) {
 	}
 }
 
+// shimPhases splits a `ctr run --rm` by containerd's debug log (core/runtime/v2 and
+// plugins/services/tasks of containerd 2.4): the shim's start (from "creating task" to
+// "connecting to shim", which containerd logs once start answered), the task's life (to
+// "shim disconnected", after Shutdown) and the shim's `delete` that containerd runs then
+// ("cleaning up dead shim" to "warnings while cleaning up dead shim", logged when that
+// delete wrote to stderr, as every runc shim run at debug level does).
+var shimPhases = []struct{ name, from, to string }{
+	{"shim start", "creating task", "connecting to shim"},
+	{"task life (create .. shutdown)", "connecting to shim", "shim disconnected"},
+	{"shim delete after disconnect", "cleaning up dead shim", "warnings while cleaning up dead shim"},
+}
+
+// logPhases returns, per phase of shimPhases, its duration for each of ids that has both
+// ends in containerd's log.
+func logPhases(t *testing.T, logs string, ids []string) map[string][]time.Duration {
+	t.Helper()
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	// at[id][message] = first time containerd logged it for that task.
+	at := map[string]map[string]time.Time{}
+	for _, line := range strings.Split(logs, "\n") {
+		ts, msg, id, ok := parseLogLine(line)
+		if !ok || !want[id] {
+			continue
+		}
+		if at[id] == nil {
+			at[id] = map[string]time.Time{}
+		}
+		if _, seen := at[id][msg]; !seen {
+			at[id][msg] = ts
+		}
+	}
+	out := map[string][]time.Duration{}
+	for _, id := range ids {
+		for _, p := range shimPhases {
+			from, ok1 := at[id][p.from]
+			to, ok2 := at[id][p.to]
+			if ok1 && ok2 && !to.Before(from) {
+				out[p.name] = append(out[p.name], to.Sub(from))
+			}
+		}
+	}
+	return out
+}
+
+// parseLogLine reads containerd's logrus text format: time="..." level=... msg="..." id=...
+// ("connecting to shim ID" carries the id in the message).
+func parseLogLine(line string) (time.Time, string, string, bool) {
+	field := func(key string) string {
+		i := strings.Index(line, " "+key+"=")
+		if i < 0 && strings.HasPrefix(line, key+"=") {
+			i = -1
+		} else if i < 0 {
+			return ""
+		}
+		v := line[i+len(key)+2:]
+		if strings.HasPrefix(v, `"`) {
+			if u, err := strconv.QuotedPrefix(v); err == nil {
+				s, _ := strconv.Unquote(u)
+				return s
+			}
+			return ""
+		}
+		if j := strings.IndexByte(v, ' '); j >= 0 {
+			v = v[:j]
+		}
+		return v
+	}
+	ts, err := time.Parse(time.RFC3339Nano, field("time"))
+	if err != nil {
+		return time.Time{}, "", "", false
+	}
+	msg, id := field("msg"), field("id")
+	if rest, ok := strings.CutPrefix(msg, "connecting to shim "); ok {
+		msg, id = "connecting to shim", rest
+	}
+	return ts, msg, id, msg != "" && id != ""
+}
+
 func envInt(k string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(k)); err == nil && v > 0 {
 		return v
@@ -208,4 +305,31 @@ func rssKB(t *testing.T, pid int) int {
 	}
 	t.Fatalf("no VmRSS for %d", pid)
 	return 0
+}
+
+// The phase split reads containerd 2.4's log lines as they are (lines copied from a run).
+func TestBenchLogPhases(t *testing.T) {
+	logs := strings.Join([]string{
+		`time="2026-11-26T19:10:33.913127171Z" level=debug msg="creating task" id=ph-1 runtime=io.containerd.runc.v2`,
+		`time="2026-11-26T19:10:33.931052283Z" level=info msg="connecting to shim ph-1" address="unix:///run/containerd/s/ee07" namespace=ig-f0eb5346 protocol=ttrpc version=3`,
+		`time="2026-11-26T19:10:34.012920855Z" level=info msg="shim disconnected" id=ph-1 namespace=ig-f0eb5346`,
+		`time="2026-11-26T19:10:34.013004554Z" level=info msg="cleaning up dead shim" id=ph-1 namespace=ig-f0eb5346`,
+		`time="2026-11-26T19:10:34.029301768Z" level=warning msg="warnings while cleaning up dead shim" id=ph-1 namespace=ig-f0eb5346 warnings="time=\"2026-11-26T19:10:34Z\" level=debug msg=\"starting signal loop\" id=other\n"`,
+		`time="2026-11-26T19:10:34.030000000Z" level=debug msg="creating task" id=ph-2 runtime=x`,
+		`not a log line`,
+	}, "\n")
+	got := logPhases(t, logs, []string{"ph-1"})
+	want := map[string]time.Duration{
+		"shim start":                     17925112 * time.Nanosecond,
+		"task life (create .. shutdown)": 81868572 * time.Nanosecond,
+		"shim delete after disconnect":   16297214 * time.Nanosecond,
+	}
+	for name, w := range want {
+		if len(got[name]) != 1 || got[name][0] != w {
+			t.Errorf("%s: %v, want [%v]", name, got[name], w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("phases %v, want only %v (ph-2 has no end)", got, want)
+	}
 }
