@@ -55,8 +55,7 @@ func listen(address string) (net.Listener, error) {
 	}
 	l, err := net.Listen("unix", path)
 	if err != nil {
-		if c, derr := net.DialTimeout("unix", path, time.Second); derr == nil {
-			c.Close()
+		if answers(path, time.Second) {
 			return nil, fmt.Errorf("socket %s is in use by another shim: %w", path, errdefs.ErrAlreadyExists)
 		}
 		if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
@@ -111,11 +110,20 @@ func removeDeadSocket(address string) error {
 	if fi.Mode()&fs.ModeSocket == 0 {
 		return fmt.Errorf("%s is not a socket; left alone", path)
 	}
-	if c, err := net.DialTimeout("unix", path, 100*time.Millisecond); err == nil {
-		c.Close()
+	if answers(path, 100*time.Millisecond) {
 		return nil // still served
 	}
 	return removeAddress(address)
+}
+
+// answers reports whether something accepts connections on the unix socket at path.
+func answers(path string, timeout time.Duration) bool {
+	c, err := net.DialTimeout("unix", path, timeout)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 // serverOptions: like containerd's shims, only peers with the wrapper's own uid may talk
