@@ -202,11 +202,10 @@ func logPhases(t *testing.T, logs string, ids []string) map[string][]time.Durati
 // parseLogLine reads containerd's logrus text format: time="..." level=... msg="..." id=...
 // ("connecting to shim ID" carries the id in the message).
 func parseLogLine(line string) (time.Time, string, string, bool) {
+	line = " " + line // every key, the first too, follows a space
 	field := func(key string) string {
 		i := strings.Index(line, " "+key+"=")
-		if i < 0 && strings.HasPrefix(line, key+"=") {
-			i = -1
-		} else if i < 0 {
+		if i < 0 {
 			return ""
 		}
 		v := line[i+len(key)+2:]
