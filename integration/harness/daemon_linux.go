@@ -3,7 +3,6 @@ package harness
 import (
 	"bufio"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -325,7 +324,7 @@ func shimSockets(address, ns, id, bundle string) []string {
 	var socks []string
 	add := func(a string) {
 		a = strings.TrimPrefix(strings.TrimSpace(a), "unix://")
-		if strings.HasPrefix(a, "/run/containerd/s/") && !slices.Contains(socks, a) {
+		if strings.HasPrefix(a, ShimSocketDir+"/") && !slices.Contains(socks, a) {
 			socks = append(socks, a)
 		}
 	}
@@ -340,8 +339,8 @@ func shimSockets(address, ns, id, bundle string) []string {
 			add(bs.Address)
 		}
 	}
-	for _, p := range []string{filepath.Join(address, ns, id), filepath.Join(address, ns, id, "debug")} {
-		add(fmt.Sprintf("/run/containerd/s/%x", sha256.Sum256([]byte(p))))
+	for _, debug := range []bool{false, true} {
+		add(runcShimSocket(address, ns, id, debug))
 	}
 	return socks
 }

@@ -72,8 +72,18 @@ func AssertNoDeadSockets(t testing.TB, before map[string]bool, within time.Durat
 }
 
 // RuncShimDebugSocket is the debug socket a runc shim started with -debug serves for task
-// id of namespace ns of d (containerd's pkg/shim SocketAddress: sha256 of
-// ADDRESS/NS/ID/debug in ShimSocketDir).
+// id of namespace ns of d.
 func RuncShimDebugSocket(d *Daemon, ns, id string) string {
-	return filepath.Join(ShimSocketDir, fmt.Sprintf("%x", sha256.Sum256([]byte(filepath.Join(d.Address, ns, id, "debug")))))
+	return runcShimSocket(d.Address, ns, id, true)
+}
+
+// runcShimSocket is the socket a runc shim derives for task id of namespace ns of the
+// containerd at address (containerd's pkg/shim SocketAddress: sha256 of ADDRESS/NS/ID, or
+// ADDRESS/NS/ID/debug for the debug socket, in ShimSocketDir).
+func runcShimSocket(address, ns, id string, debug bool) string {
+	p := filepath.Join(address, ns, id)
+	if debug {
+		p = filepath.Join(p, "debug")
+	}
+	return filepath.Join(ShimSocketDir, fmt.Sprintf("%x", sha256.Sum256([]byte(p))))
 }
