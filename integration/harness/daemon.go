@@ -56,30 +56,27 @@ type versionInfo struct {
 	disabled      []string
 }
 
+// disabled1x: the plugins a containerd 1.x test daemon does without (CRI, NRI, and the
+// snapshotters that need what the test machines lack).
+var disabled1x = []string{
+	"io.containerd.grpc.v1.cri",
+	"io.containerd.nri.v1.nri",
+	"io.containerd.snapshotter.v1.aufs",
+	"io.containerd.snapshotter.v1.btrfs",
+	"io.containerd.snapshotter.v1.devmapper",
+	"io.containerd.snapshotter.v1.zfs",
+}
+
 var versions = map[string]versionInfo{
 	"1.6": {
 		binDir:        func() string { return "/usr/bin" }, // Debian's containerd 1.6 (apt)
 		configVersion: 2,
-		disabled: []string{
-			"io.containerd.grpc.v1.cri",
-			"io.containerd.nri.v1.nri",
-			"io.containerd.snapshotter.v1.aufs",
-			"io.containerd.snapshotter.v1.btrfs",
-			"io.containerd.snapshotter.v1.devmapper",
-			"io.containerd.snapshotter.v1.zfs",
-		},
+		disabled:      disabled1x,
 	},
 	"1.7": {
 		binDir:        func() string { return filepath.Join(Cache(), "containerd-v1.7.35", "bin") },
 		configVersion: 2,
-		disabled: []string{
-			"io.containerd.grpc.v1.cri",
-			"io.containerd.nri.v1.nri",
-			"io.containerd.snapshotter.v1.aufs",
-			"io.containerd.snapshotter.v1.btrfs",
-			"io.containerd.snapshotter.v1.devmapper",
-			"io.containerd.snapshotter.v1.zfs",
-		},
+		disabled:      disabled1x,
 	},
 	// Version 3 is accepted by every 2.x; 2.4's native version is 4 (it migrates 3 at load,
 	// logging "Configuration migrated from version 3").
