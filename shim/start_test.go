@@ -127,13 +127,15 @@ func TestStartRejectsBadInput(t *testing.T) {
 	}
 }
 
-// TestServeMissingDelegate: a delegate that does not exist fails start with a clear error,
-// reported to `start` through the readiness pipe, and nothing is left listening.
-func TestServeMissingDelegate(t *testing.T) {
+// serveWithPolicy runs the daemon for a fresh bundle under a node policy file with content
+// policyYAML; it returns the daemon's readiness report, its flags, the policy file's path
+// and serve's error.
+func serveWithPolicy(t *testing.T, policyYAML string) ([]byte, Flags, string, error) {
+	t.Helper()
 	dir := t.TempDir()
 	writeBundleSpec(t, dir, nil)
 	cfg := filepath.Join(t.TempDir(), "policy.yaml")
-	if err := os.WriteFile(cfg, []byte("apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\ndelegate:\n  path: /nonexistent/containerd-shim-runhcs-v1\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(policyYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv(ConfigEnv, cfg)
@@ -144,11 +146,20 @@ func TestServeMissingDelegate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer r.Close()
 	err = serve(context.Background(), f, bytes.NewReader(nil), w, PassThrough{})
+	w.Close()
+	report, _ := io.ReadAll(r)
+	return report, f, cfg, err
+}
+
+// TestServeMissingDelegate: a delegate that does not exist fails start with a clear error,
+// reported to `start` through the readiness pipe, and nothing is left listening.
+func TestServeMissingDelegate(t *testing.T) {
+	report, f, _, err := serveWithPolicy(t, "apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\ndelegate:\n  path: /nonexistent/containerd-shim-runhcs-v1\n")
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/containerd-shim-runhcs-v1") {
 		t.Fatalf("serve: %v", err)
 	}
-	report, _ := io.ReadAll(r)
 	var rd readiness
 	if json.Unmarshal(report, &rd) != nil || !strings.Contains(rd.Error, "/nonexistent") {
 		t.Fatalf("readiness report %q", report)
@@ -159,18 +170,7 @@ func TestServeMissingDelegate(t *testing.T) {
 }
 
 func TestServeInvalidConfigFailsClosed(t *testing.T) {
-	dir := t.TempDir()
-	writeBundleSpec(t, dir, nil)
-	cfg := filepath.Join(t.TempDir(), "policy.yaml")
-	if err := os.WriteFile(cfg, []byte("apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\ndelegat: {}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv(ConfigEnv, cfg)
-	t.Chdir(dir)
-	f := testFlags()
-	f.Socket = "unix://" + filepath.Join(t.TempDir(), "w.sock")
-	_, w, _ := os.Pipe()
-	err := serve(context.Background(), f, bytes.NewReader(nil), w, PassThrough{})
+	_, _, cfg, err := serveWithPolicy(t, "apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\ndelegat: {}\n")
 	if err == nil || !strings.Contains(err.Error(), cfg) || !strings.Contains(err.Error(), "delegat") {
 		t.Fatalf("serve with a broken policy file: %v", err)
 	}
