@@ -21,13 +21,12 @@ import (
 	"github.com/containerd/containerd/v2/pkg/oci"
 
 	"github.com/isoguard/isoguard/integration/harness"
-	"github.com/isoguard/isoguard/shim"
+	"github.com/isoguard/isoguard/internal/bundle"
+	"github.com/isoguard/isoguard/internal/cri"
+	"github.com/isoguard/isoguard/internal/enforce"
 )
 
-const (
-	annType    = "io.kubernetes.cri.container-type"
-	annSandbox = "io.kubernetes.cri.sandbox-id"
-)
+const ()
 
 // wrapperDaemon is a private containerd whose runtime for the tests is the isoguard shim
 // (ctr --runtime <absolute path>, or the Go client's WithRuntime), with a node policy file
@@ -64,7 +63,7 @@ func startWrapperDaemon(t *testing.T, version, extraPolicy string) *wrapperDaemo
 		t.Fatal(err)
 	}
 	w.Daemon = harness.ContainerdWith(t, version, harness.Options{Env: []string{
-		shim.ConfigEnv + "=" + w.policy,
+		enforce.ConfigEnv + "=" + w.policy,
 		"ISOGUARD_AUDIT_LOG=" + w.audit,
 	}})
 	if err := os.WriteFile(w.policy, []byte(policyYAML(w.Daemon, extraPolicy)), 0o600); err != nil {
@@ -92,12 +91,12 @@ func (w *wrapperDaemon) bundle(id string) string {
 // record reads the wrapper's record of id, waiting until it names the delegate's pid (the
 // wrapper records it once its first handshake with the delegate succeeded, in the
 // background).
-func (w *wrapperDaemon) record(t *testing.T, id string) shim.State {
+func (w *wrapperDaemon) record(t *testing.T, id string) bundle.Record {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		var st shim.State
-		data, err := os.ReadFile(filepath.Join(w.bundle(id), shim.StateFile))
+		var st bundle.Record
+		data, err := os.ReadFile(filepath.Join(w.bundle(id), bundle.RecordFile))
 		if err != nil {
 			t.Fatalf("isoguard record of %s: %v", id, err)
 		}
@@ -258,14 +257,14 @@ func TestShimPodTwoContainersOneWrapper(t *testing.T) {
 				}
 			}
 
-			sbC, sbT, _, err := newTask("pod1", map[string]string{annType: "sandbox", annSandbox: "pod1"}, harness.ImageTool, "sleep", "300")
+			sbC, sbT, _, err := newTask("pod1", map[string]string{cri.ContainerType: "sandbox", cri.SandboxID: "pod1"}, harness.ImageTool, "sleep", "300")
 			if err != nil {
 				t.Fatalf("sandbox task: %v", err)
 			}
 			if err := sbT.Start(ctx); err != nil {
 				t.Fatal(err)
 			}
-			wlC, wlT, wlOut, err := newTask("pod1-app", map[string]string{annType: "container", annSandbox: "pod1"}, harness.ImageTool, "hello")
+			wlC, wlT, wlOut, err := newTask("pod1-app", map[string]string{cri.ContainerType: "container", cri.SandboxID: "pod1"}, harness.ImageTool, "hello")
 			if err != nil {
 				t.Fatalf("workload task: %v", err)
 			}
@@ -289,7 +288,7 @@ func TestShimPodTwoContainersOneWrapper(t *testing.T) {
 			if !st.Sandbox {
 				t.Fatal("pod1 not recorded as a sandbox")
 			}
-			if _, err := os.Stat(filepath.Join(w.bundle("pod1-app"), shim.StateFile)); !os.IsNotExist(err) {
+			if _, err := os.Stat(filepath.Join(w.bundle("pod1-app"), bundle.RecordFile)); !os.IsNotExist(err) {
 				t.Fatal("the workload container got a wrapper of its own")
 			}
 			if addr, _ := os.ReadFile(filepath.Join(w.bundle("pod1-app"), "address")); string(addr) != st.Address {
@@ -347,7 +346,7 @@ func TestShimPodTwoContainersOneWrapper(t *testing.T) {
 			}
 
 			// A container claiming a pod isoguard did not start is refused, readably.
-			spC, _, _, err := newTask("spoof", map[string]string{annType: "container", annSandbox: "no-such-pod"}, harness.ImageTool, "hello")
+			spC, _, _, err := newTask("spoof", map[string]string{cri.ContainerType: "container", cri.SandboxID: "no-such-pod"}, harness.ImageTool, "hello")
 			if err == nil || !strings.Contains(err.Error(), "which isoguard did not start") {
 				t.Fatalf("spoofed sandbox id: got %v", err)
 			}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	runhcsopts "github.com/Microsoft/hcsshim/cmd/containerd-shim-runhcs-v1/options"
+	"github.com/Microsoft/hcsshim/pkg/annotations"
 	runcopts "github.com/containerd/containerd/api/types/runc/options"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
@@ -28,7 +29,8 @@ import (
 	"github.com/isoguard/isoguard/audit"
 	"github.com/isoguard/isoguard/integration/harness"
 	"github.com/isoguard/isoguard/integration/standin"
-	"github.com/isoguard/isoguard/shim"
+	"github.com/isoguard/isoguard/internal/cri"
+	"github.com/isoguard/isoguard/internal/enforce"
 )
 
 // The runhcs stand-in tests: real containerd (2.4, 1.7) runs the isoguard wrapper, whose
@@ -51,13 +53,6 @@ const (
 	kubeUntrusted = "tenant-a"
 	kubeTrusted   = "kube-system"
 
-	annSandboxNamespace = "io.kubernetes.cri.sandbox-namespace"
-	annSandboxName      = "io.kubernetes.cri.sandbox-name"
-	annSandboxUID       = "io.kubernetes.cri.sandbox-uid"
-	annContainerName    = "io.kubernetes.cri.container-name"
-	annHostProcess      = "microsoft.com/hostprocess-container"
-	annDisableUnsafe    = "io.microsoft.disable-unsafe-operations"
-
 	userAdmin = "ContainerAdministrator"
 	userLow   = "ContainerUser"
 
@@ -78,9 +73,6 @@ func startStandinDaemon(t *testing.T, version string) *standinDaemon {
 	t.Helper()
 	sd := &standinDaemon{wrapperDaemon: &wrapperDaemon{shim: harness.BuildBinary(t, "./cmd/containerd-shim-isoguard-v1")}}
 	sd.standin = harness.BuildBinary(t, "./integration/standin/containerd-shim-runhcs-v1")
-	if !strings.Contains(filepath.Base(sd.standin), "runhcs") || shim.PlatformOf(sd.standin) != "windows" {
-		t.Fatalf("the stand-in %s would not get the Windows profile", sd.standin)
-	}
 	dir := t.TempDir()
 	sd.policy = filepath.Join(dir, "policy.yaml")
 	sd.audit = filepath.Join(dir, "audit", "audit.log")
@@ -89,8 +81,8 @@ func startStandinDaemon(t *testing.T, version string) *standinDaemon {
 		t.Fatal(err)
 	}
 	sd.Daemon = harness.ContainerdWith(t, version, harness.Options{Env: []string{
-		shim.ConfigEnv + "=" + sd.policy,
-		shim.AuditEnv + "=" + sd.audit,
+		enforce.ConfigEnv + "=" + sd.policy,
+		enforce.AuditEnv + "=" + sd.audit,
 		standin.RecordEnv + "=" + sd.records,
 	}})
 	sd.criNS = sd.Namespace + "-k8s"
@@ -295,8 +287,8 @@ func wantHyperV(t *testing.T, r standin.Record) *runhcsopts.Options {
 	if s.Process == nil || s.Process.User.Username != userLow {
 		t.Errorf("Create %s: config.json runs as %q, want %s", r.ID, s.Process.User.Username, userLow)
 	}
-	if s.Annotations[annDisableUnsafe] != "true" {
-		t.Errorf("Create %s: %s = %q, want \"true\"", r.ID, annDisableUnsafe, s.Annotations[annDisableUnsafe])
+	if s.Annotations[annotations.DisableUnsafeOperations] != "true" {
+		t.Errorf("Create %s: %s = %q, want \"true\"", r.ID, annotations.DisableUnsafeOperations, s.Annotations[annotations.DisableUnsafeOperations])
 	}
 	if r.Isolation != "hypervisor" {
 		t.Errorf("Create %s: runhcs would run it with %q isolation", r.ID, r.Isolation)
@@ -716,15 +708,15 @@ func standinClientOptions(t *testing.T, sd *standinDaemon) {
 // container (typ "container"), as containerd's CRI plugin sets them.
 func podAnnotations(typ, sandboxID, kubeNS, pod string) map[string]string {
 	a := map[string]string{
-		annType:             typ,
-		annSandbox:          sandboxID,
-		annSandboxNamespace: kubeNS,
-		annSandboxName:      pod,
-		annSandboxUID:       "uid-" + pod,
-		annHostProcess:      "false", // CRI sets it on every Windows pod
+		cri.ContainerType:                typ,
+		cri.SandboxID:                    sandboxID,
+		cri.SandboxNamespace:             kubeNS,
+		cri.SandboxName:                  pod,
+		cri.SandboxUID:                   "uid-" + pod,
+		annotations.HostProcessContainer: "false", // CRI sets it on every Windows pod
 	}
 	if typ == "container" {
-		a[annContainerName] = "app"
+		a[cri.ContainerName] = "app"
 	}
 	return a
 }
@@ -872,7 +864,7 @@ func standinTrusted(t *testing.T, sd *standinDaemon) {
 		t.Errorf("Create got %v, want %v", o, sent)
 	}
 	s := recordSpec(t, create)
-	if s.Process.User.Username != userAdmin || s.Windows.HyperV != nil || s.Annotations[annDisableUnsafe] != "" || create.Isolation != "process" {
+	if s.Process.User.Username != userAdmin || s.Windows.HyperV != nil || s.Annotations[annotations.DisableUnsafeOperations] != "" || create.Isolation != "process" {
 		t.Errorf("trusted Create changed: user %q hyperv %v annotations %v isolation %q", s.Process.User.Username, s.Windows.HyperV, s.Annotations, create.Isolation)
 	}
 	if p, err := only(t, rs, standin.CallExec).OCIProcess(); err != nil || p.User.Username != userAdmin {
@@ -923,7 +915,7 @@ func standinHostPath(t *testing.T, sd *standinDaemon) {
 
 // standinHostProcess: a HostProcess container is denied (untrusted.hostprocess).
 func standinHostProcess(t *testing.T, sd *standinDaemon) {
-	ctrDenied(t, sd, "hpc1", winSpec([]string{harness.ImageTool, "hello"}, "", map[string]string{annHostProcess: "true"}), "untrusted.hostprocess")
+	ctrDenied(t, sd, "hpc1", winSpec([]string{harness.ImageTool, "hello"}, "", map[string]string{annotations.HostProcessContainer: "true"}), "untrusted.hostprocess")
 }
 
 // standinRuncOptions: runc Options sent to the Windows profile are denied for every tenant

@@ -6,6 +6,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/isoguard/isoguard/internal/cri"
 )
 
 // This file is the contract between the shim and the policy: what the shim saw (Input) and
@@ -33,14 +35,9 @@ const (
 	Linux Platform = "linux"
 )
 
-// Role is a container's place in a CRI pod.
-type Role string
-
-const (
-	RoleStandalone Role = "standalone" // no CRI pod annotations (ctr, other clients)
-	RoleSandbox    Role = "sandbox"    // io.kubernetes.cri.container-type=sandbox
-	RoleContainer  Role = "container"  // io.kubernetes.cri.container-type=container (joins SandboxID)
-)
+// Role is a container's place in a CRI pod: cri.RoleStandalone, cri.RoleSandbox or
+// cri.RoleContainer (internal/cri reads it from the spec's annotations).
+type Role = cri.Role
 
 // Input is everything the shim saw for one call. Pointers may be nil where the call has
 // no such part. The policy never reads files: the shim passes the decoded bundle.
@@ -53,7 +50,7 @@ type Input struct {
 	// Role is required for start, join and create (and must agree with the spec's CRI
 	// annotations); for exec and update it may be empty (then the pins alone are checked).
 	Role      Role
-	SandboxID string // RoleSandbox: its own id; RoleContainer: the pod's
+	SandboxID string // a sandbox: its own id; a workload container: the pod's
 
 	// Spec is the bundle's config.json (start, join, create; required there). The policy
 	// does not modify it: a changed spec is returned in Decision.Spec. Exec and update
@@ -83,7 +80,7 @@ type Pins struct {
 	Isolation string `json:"isolation"` // IsolationHyperV, IsolationProcess, IsolationRunc or the runc BinaryName (e.g. the sandbox runtime's path)
 	Namespace string `json:"namespace"` // containerd namespace
 	// SandboxID is the id of the container that started the wrapper: the pod's sandbox
-	// (RoleSandbox) or the standalone container itself. A container that joins must name it.
+	// or the standalone container itself. A container that joins must name it.
 	SandboxID string `json:"sandboxID,omitempty"`
 	// Kubernetes identity, from the sandbox's CRI annotations (empty for non-CRI clients).
 	KubeNamespace string `json:"kubeNamespace,omitempty"`
@@ -174,7 +171,7 @@ const (
 )
 
 // ErrDenied is matched (errors.Is) by every error Decision.Error returns.
-var ErrDenied = errors.New("isoguard: denied by policy")
+var ErrDenied = errors.New("denied by policy")
 
 // DeniedError is a denial: every enforced finding of one decision.
 type DeniedError struct {
@@ -183,11 +180,11 @@ type DeniedError struct {
 }
 
 // Error lists every denial, e.g.
-// `isoguard: denied by rule untrusted.hostpath: mount C:\Users\x\.ssh is not allowed for tenant "default"`;
-// several are joined by "; ".
+// `denied by rule untrusted.hostpath: mount C:\Users\x\.ssh is not allowed for tenant "default"`;
+// several are joined by "; ". The program's name is added where the error leaves the
+// wrapper (`isoguard: ` in a ttrpc status).
 func (e *DeniedError) Error() string {
 	var b strings.Builder
-	b.WriteString("isoguard: ")
 	for i, f := range e.Denials {
 		if i > 0 {
 			b.WriteString("; ")

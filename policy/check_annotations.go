@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -62,6 +63,25 @@ var ruleAnnotations = &rule{
 	action:  "mutation or denial",
 	summary: "io.microsoft.* / microsoft.com/* / dev.gvisor.* annotations not on the allowlist are stripped or denied; UVM CPU/memory clamped; io.microsoft.disable-unsafe-operations forced to true",
 	check:   checkAnnotations,
+}
+
+// controlledPrefixes are the annotation prefixes this rule controls: hcsshim's
+// (pkg/annotations: io.microsoft.*, microsoft.com/*) and gVisor's (dev.gvisor.*: flag
+// overrides and mount hints read by runsc).
+var controlledPrefixes = [...]string{"io.microsoft.", "microsoft.com/", "dev.gvisor."}
+
+// ControlledPrefixes returns the annotation prefixes rule untrusted.annotations controls.
+func ControlledPrefixes() []string { return slices.Clone(controlledPrefixes[:]) }
+
+// isControlledKey reports whether an annotation key has a controlled prefix (compared
+// ASCII case-insensitively: stricter than the runtimes, which compare exactly).
+func isControlledKey(k string) bool {
+	for _, p := range controlledPrefixes {
+		if hasPrefixFold(k, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // unsafeOperationExpansions returns annotations.AnnotationExpansionMap()[
@@ -132,39 +152,39 @@ type annotationMap struct {
 	w     func() map[string]string // the working copy
 }
 
-func checkAnnotations(st *state) {
-	if st.in.Call == CallUpdate {
-		for _, k := range controlledKeys(st.in.UpdateAnnotations) {
-			if !st.p.annotationAllowed(k) {
-				st.deny("updateAnnotations["+k+"]", "annotation %s is not allowed for tenant %q (an update cannot be rewritten)", k, st.id.tenant)
+func checkAnnotations(ev *evaluation) {
+	if ev.in.Call == CallUpdate {
+		for _, k := range controlledKeys(ev.in.UpdateAnnotations) {
+			if !ev.p.annotationAllowed(k) {
+				ev.deny("updateAnnotations["+k+"]", "annotation %s is not allowed for tenant %q (an update cannot be rewritten)", k, ev.id.tenant)
 			}
 		}
 		return
 	}
-	spec := annotationMap{field: "annotations", in: st.in.Spec.Annotations, w: st.annotationsW}
-	checkAnnotationMap(st, spec)
-	if st.platform != Windows {
+	spec := annotationMap{field: "annotations", in: ev.in.Spec.Annotations, w: ev.annotationsW}
+	checkAnnotationMap(ev, spec)
+	if ev.platform != Windows {
 		return
 	}
-	if st.hcsIn != nil {
-		checkAnnotationMap(st, annotationMap{field: "options.DefaultContainerAnnotations", in: st.hcsIn.DefaultContainerAnnotations, w: func() map[string]string {
-			o := st.hcsW()
+	if ev.hcsIn != nil {
+		checkAnnotationMap(ev, annotationMap{field: "options.DefaultContainerAnnotations", in: ev.hcsIn.DefaultContainerAnnotations, w: func() map[string]string {
+			o := ev.hcsW()
 			return o.DefaultContainerAnnotations
 		}})
-		checkAnnotationOptions(st)
+		checkAnnotationOptions(ev)
 	}
-	for _, key := range st.p.forcedAnnotations() {
+	for _, key := range ev.p.forcedAnnotations() {
 		if v, ok := spec.in[key]; !ok || v != "true" {
 			old := "(none)"
 			if ok {
 				old = redact(v)
 			}
 			spec.w()[key] = "true"
-			reason := fmt.Sprintf("unsafe operations (gMSA, writable file shares, VSMB direct map, HostProcess) are disabled for tenant %q", st.id.tenant)
-			if st.p.allowWritable {
-				reason = fmt.Sprintf("%s is forced for tenant %q (untrusted.allowWritableFileShares keeps writable shares, so io.microsoft.disable-unsafe-operations is not used)", key, st.id.tenant)
+			reason := fmt.Sprintf("unsafe operations (gMSA, writable file shares, VSMB direct map, HostProcess) are disabled for tenant %q", ev.id.tenant)
+			if ev.p.allowWritable {
+				reason = fmt.Sprintf("%s is forced for tenant %q (untrusted.allowWritableFileShares keeps writable shares, so io.microsoft.disable-unsafe-operations is not used)", key, ev.id.tenant)
 			}
-			st.mutate("annotations["+key+"]", old, "true", reason)
+			ev.mutate("annotations["+key+"]", old, "true", reason)
 		}
 	}
 }
@@ -187,9 +207,9 @@ func (p *Policy) forcedAnnotations() []string {
 	return []string{annotations.DisableUnsafeOperations}
 }
 
-func checkAnnotationMap(st *state, am annotationMap) {
-	p := st.p
-	win := st.platform == Windows
+func checkAnnotationMap(ev *evaluation, am annotationMap) {
+	p := ev.p
+	win := ev.platform == Windows
 	for _, k := range controlledKeys(am.in) {
 		v := am.in[k]
 		field := am.field + "[" + k + "]"
@@ -201,13 +221,13 @@ func checkAnnotationMap(st *state, am annotationMap) {
 		case win && !p.allowWritable && isUnsafeOperationExpansion(k):
 			if v != "true" {
 				am.w()[k] = "true"
-				st.mutate(field, redact(v), "true", "expansions of io.microsoft.disable-unsafe-operations must be \"true\" (hcsshim refuses a conflicting value)")
+				ev.mutate(field, redact(v), "true", "expansions of io.microsoft.disable-unsafe-operations must be \"true\" (hcsshim refuses a conflicting value)")
 			}
 			continue
 		case win && p.allowWritable && k == annotations.DisableUnsafeOperations:
 			if v != "true" {
 				delete(am.w(), k)
-				st.mutate(field, redact(v), "(removed)", "it would conflict with the protections forced one by one (hcsshim refuses a conflicting expansion)")
+				ev.mutate(field, redact(v), "(removed)", "it would conflict with the protections forced one by one (hcsshim refuses a conflicting expansion)")
 			}
 			continue
 		}
@@ -216,10 +236,10 @@ func checkAnnotationMap(st *state, am annotationMap) {
 			switch {
 			case err != nil || n == 0:
 				delete(am.w(), k)
-				st.mutate(field, redact(v), "(removed)", fmt.Sprintf("annotation %s is not a positive integer", k))
+				ev.mutate(field, redact(v), "(removed)", fmt.Sprintf("annotation %s is not a positive integer", k))
 			case n > limit:
 				am.w()[k] = strconv.FormatUint(limit, 10)
-				st.mutate(field, v, strconv.FormatUint(limit, 10), fmt.Sprintf("annotation %s is clamped to the limit for tenant %q", k, st.id.tenant))
+				ev.mutate(field, v, strconv.FormatUint(limit, 10), fmt.Sprintf("annotation %s is clamped to the limit for tenant %q", k, ev.id.tenant))
 			}
 			continue
 		}
@@ -227,45 +247,45 @@ func checkAnnotationMap(st *state, am annotationMap) {
 			continue
 		}
 		if p.annDeny {
-			st.deny(field, "annotation %s is not allowed for tenant %q", k, st.id.tenant)
+			ev.deny(field, "annotation %s is not allowed for tenant %q", k, ev.id.tenant)
 			continue
 		}
 		delete(am.w(), k)
-		st.mutate(field, redact(v), "(removed)", fmt.Sprintf("annotation %s is not allowed for tenant %q", k, st.id.tenant))
+		ev.mutate(field, redact(v), "(removed)", fmt.Sprintf("annotation %s is not allowed for tenant %q", k, ev.id.tenant))
 	}
 }
 
 // checkAnnotationOptions applies the annotation rules to the runhcs options that runhcs
 // turns into annotations.
-func checkAnnotationOptions(st *state) {
-	o, p := st.hcsIn, st.p
+func checkAnnotationOptions(ev *evaluation) {
+	o, p := ev.hcsIn, ev.p
 	for _, f := range [...]struct {
 		field, key, value string
 		clear             func()
 	}{
-		{"options.BootFilesRootPath", annotations.BootFilesRootPath, o.GetBootFilesRootPath(), func() { st.hcsW().BootFilesRootPath = "" }},
-		{"options.NCProxyAddr", annotations.NetworkConfigProxy, o.GetNCProxyAddr(), func() { st.hcsW().NCProxyAddr = "" }},
+		{"options.BootFilesRootPath", annotations.BootFilesRootPath, o.GetBootFilesRootPath(), func() { ev.hcsW().BootFilesRootPath = "" }},
+		{"options.NCProxyAddr", annotations.NetworkConfigProxy, o.GetNCProxyAddr(), func() { ev.hcsW().NCProxyAddr = "" }},
 	} {
 		if f.value == "" || p.annotationAllowed(f.key) {
 			continue
 		}
 		if p.annDeny {
-			st.deny(f.field, "runtime option %s (annotation %s) is not allowed for tenant %q", f.field, f.key, st.id.tenant)
+			ev.deny(f.field, "runtime option %s (annotation %s) is not allowed for tenant %q", f.field, f.key, ev.id.tenant)
 			continue
 		}
 		f.clear()
-		st.mutate(f.field, "(redacted)", "(removed)", fmt.Sprintf("runtime option %s (annotation %s) is not allowed for tenant %q", f.field, f.key, st.id.tenant))
+		ev.mutate(f.field, "(redacted)", "(removed)", fmt.Sprintf("runtime option %s (annotation %s) is not allowed for tenant %q", f.field, f.key, ev.id.tenant))
 	}
 	clamp := func(field string, v int32, limit uint64, set func(int32)) {
 		switch {
 		case v < 0:
 			set(0)
-			st.mutate(field, strconv.Itoa(int(v)), "0", "a negative size is not allowed")
+			ev.mutate(field, strconv.Itoa(int(v)), "0", "a negative size is not allowed")
 		case limit > 0 && uint64(v) > limit:
 			set(int32(min(limit, 1<<31-1)))
-			st.mutate(field, strconv.Itoa(int(v)), strconv.FormatUint(min(limit, 1<<31-1), 10), fmt.Sprintf("clamped to the limit for tenant %q", st.id.tenant))
+			ev.mutate(field, strconv.Itoa(int(v)), strconv.FormatUint(min(limit, 1<<31-1), 10), fmt.Sprintf("clamped to the limit for tenant %q", ev.id.tenant))
 		}
 	}
-	clamp("options.VmProcessorCount", o.GetVmProcessorCount(), uint64(p.limits.UVMProcessorCount), func(n int32) { st.hcsW().VmProcessorCount = n })
-	clamp("options.VmMemorySizeInMb", o.GetVmMemorySizeInMb(), p.limits.UVMMemoryMB, func(n int32) { st.hcsW().VmMemorySizeInMb = n })
+	clamp("options.VmProcessorCount", o.GetVmProcessorCount(), uint64(p.limits.UVMProcessorCount), func(n int32) { ev.hcsW().VmProcessorCount = n })
+	clamp("options.VmMemorySizeInMb", o.GetVmMemorySizeInMb(), p.limits.UVMMemoryMB, func(n int32) { ev.hcsW().VmMemorySizeInMb = n })
 }

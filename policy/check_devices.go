@@ -37,15 +37,15 @@ var ruleDevices = &rule{
 	check:   checkDevices,
 }
 
-func checkDevices(st *state) {
-	s := st.in.Spec
-	if st.platform == Windows {
+func checkDevices(ev *evaluation) {
+	s := ev.in.Spec
+	if ev.platform == Windows {
 		if s.Windows == nil {
 			return
 		}
 		for i, d := range s.Windows.Devices {
-			if !slices.Contains(st.p.devices, windowsDeviceKey(d.IDType, d.ID)) {
-				st.deny(fmt.Sprintf("windows.devices[%d]", i), "device %s://%s is not allowed for tenant %q", d.IDType, d.ID, st.id.tenant)
+			if !slices.Contains(ev.p.devices, windowsDeviceKey(d.IDType, d.ID)) {
+				ev.deny(fmt.Sprintf("windows.devices[%d]", i), "device %s://%s is not allowed for tenant %q", d.IDType, d.ID, ev.id.tenant)
 			}
 		}
 		return
@@ -59,8 +59,8 @@ func checkDevices(st *state) {
 	}
 	var allowedNodes []devNo
 	for i, d := range s.Linux.Devices {
-		if p, err := parseLinuxPath(d.Path); err != nil || !slices.Contains(st.p.devices, p.String(Linux)) {
-			st.deny(fmt.Sprintf("linux.devices[%d]", i), "device %s is not allowed for tenant %q", d.Path, st.id.tenant)
+		if p, err := parseLinuxPath(d.Path); err != nil || !slices.Contains(ev.p.devices, p.String(Linux)) {
+			ev.deny(fmt.Sprintf("linux.devices[%d]", i), "device %s is not allowed for tenant %q", d.Path, ev.id.tenant)
 			continue
 		}
 		allowedNodes = append(allowedNodes, devNo{d.Type, d.Major, d.Minor})
@@ -75,7 +75,7 @@ func checkDevices(st *state) {
 		ok := r.Type != "" && r.Type != "a" && r.Major != nil && r.Minor != nil &&
 			slices.Contains(allowedNodes, devNo{r.Type, *r.Major, *r.Minor})
 		if !ok {
-			st.deny(fmt.Sprintf("linux.resources.devices[%d]", i), "device cgroup rule allowing %s is not allowed for tenant %q", deviceRuleString(r.Type, r.Major, r.Minor, r.Access), st.id.tenant)
+			ev.deny(fmt.Sprintf("linux.resources.devices[%d]", i), "device cgroup rule allowing %s is not allowed for tenant %q", deviceRuleString(r.Type, r.Major, r.Minor, r.Access), ev.id.tenant)
 		}
 	}
 }

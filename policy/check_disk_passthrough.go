@@ -29,22 +29,22 @@ var ruleDiskPassthrough = &rule{
 	check:   checkDiskPassthrough,
 }
 
-func checkDiskPassthrough(st *state) {
-	for i := range st.in.Spec.Mounts {
-		m := &st.in.Spec.Mounts[i]
-		if st.mountInfos()[i].class != mountDisk {
+func checkDiskPassthrough(ev *evaluation) {
+	for i := range ev.in.Spec.Mounts {
+		m := &ev.in.Spec.Mounts[i]
+		if ev.mountInfos()[i].class != mountDisk {
 			continue
 		}
-		src := normalizeDisk(st.platform, m.Source)
+		src := normalizeDisk(ev.platform, m.Source)
 		allowed := false
-		for _, d := range st.p.disks {
-			if st.platform == Linux && d == src || st.platform == Windows && foldEqual(d, src) {
+		for _, d := range ev.p.disks {
+			if ev.platform == Linux && d == src || ev.platform == Windows && foldEqual(d, src) {
 				allowed = true
 				break
 			}
 		}
 		if !allowed {
-			st.deny(fmt.Sprintf("mounts[%d]", i), "mount of %s of type %q (disk passthrough) is not allowed for tenant %q", m.Source, m.Type, st.id.tenant)
+			ev.deny(fmt.Sprintf("mounts[%d]", i), "mount of %s of type %q (disk passthrough) is not allowed for tenant %q", m.Source, m.Type, ev.id.tenant)
 		}
 	}
 }

@@ -27,6 +27,6 @@ var ruleExecUser = &rule{
 	check:   checkExecUser,
 }
 
-func checkExecUser(st *state) {
-	fixUser(st, "process.user", st.in.Process.User, func() *specs.User { return &st.execW().User })
+func checkExecUser(ev *evaluation) {
+	fixUser(ev, "process.user", ev.in.Process.User, func() *specs.User { return &ev.execW().User })
 }

@@ -49,35 +49,35 @@ var ruleHostPath = &rule{
 	check:   checkHostPath,
 }
 
-func checkHostPath(st *state) {
-	ph := st.mountPlaceholders()
-	for i := range st.in.Spec.Mounts {
-		m := &st.in.Spec.Mounts[i]
-		mi := st.mountInfos()[i]
+func checkHostPath(ev *evaluation) {
+	ph := ev.mountPlaceholders()
+	for i := range ev.in.Spec.Mounts {
+		m := &ev.in.Spec.Mounts[i]
+		mi := ev.mountInfos()[i]
 		field := "mounts[" + strconv.Itoa(i) + "].source"
 		switch mi.class {
 		case mountBadType:
-			st.deny(fmt.Sprintf("mounts[%d].type", i), "mount %s of type %q is not allowed for tenant %q (only plain host paths; disks have their own rule)", m.Source, m.Type, st.id.tenant)
+			ev.deny(fmt.Sprintf("mounts[%d].type", i), "mount %s of type %q is not allowed for tenant %q (only plain host paths; disks have their own rule)", m.Source, m.Type, ev.id.tenant)
 		case mountScheme:
-			st.deny(field, "mount %s (a runtime pseudo-source) is not allowed for tenant %q", m.Source, st.id.tenant)
+			ev.deny(field, "mount %s (a runtime pseudo-source) is not allowed for tenant %q", m.Source, ev.id.tenant)
 		case mountBadSource:
-			st.deny(field, "mount %s is not allowed for tenant %q: %v", m.Source, st.id.tenant, mi.err)
+			ev.deny(field, "mount %s is not allowed for tenant %q: %v", m.Source, ev.id.tenant, mi.err)
 		case mountHostPath:
-			checkHostPathAllowed(st, field, m.Source, mi.path, ph)
+			checkHostPathAllowed(ev, field, m.Source, mi.path, ph)
 		}
 	}
 }
 
-func checkHostPathAllowed(st *state, field, src string, p hostPath, ph placeholders) {
-	for i := range st.p.hostPaths {
-		pp := &st.p.hostPaths[i]
-		if !pp.match(st.platform, p, ph) {
+func checkHostPathAllowed(ev *evaluation, field, src string, p hostPath, ph placeholders) {
+	for i := range ev.p.hostPaths {
+		pp := &ev.p.hostPaths[i]
+		if !pp.match(ev.platform, p, ph) {
 			continue
 		}
-		if st.platform == Windows {
+		if ev.platform == Windows {
 			for _, e := range p.elems[len(pp.elems):] {
 				if hasShortNameElem(e) {
-					st.deny(field, "mount %s is not allowed for tenant %q: element %q looks like an 8.3 short name, which the policy cannot resolve", src, st.id.tenant, e)
+					ev.deny(field, "mount %s is not allowed for tenant %q: element %q looks like an 8.3 short name, which the policy cannot resolve", src, ev.id.tenant, e)
 					return
 				}
 			}
@@ -85,8 +85,8 @@ func checkHostPathAllowed(st *state, field, src string, p hostPath, ph placehold
 		return
 	}
 	shown := src
-	if n := p.String(st.platform); n != src {
+	if n := p.String(ev.platform); n != src {
 		shown = fmt.Sprintf("%s (%s)", src, n)
 	}
-	st.deny(field, "mount %s is not allowed for tenant %q", shown, st.id.tenant)
+	ev.deny(field, "mount %s is not allowed for tenant %q", shown, ev.id.tenant)
 }

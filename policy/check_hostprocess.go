@@ -36,12 +36,12 @@ var ruleHostProcess = &rule{
 	check:     checkHostProcess,
 }
 
-func checkHostProcess(st *state) {
+func checkHostProcess(ev *evaluation) {
 	for _, key := range [...]string{annotations.HostProcessContainer, annotations.HostProcessInheritUser} {
-		v, ok := st.annotation(key)
+		v, ok := ev.annotation(key)
 		where := "annotations"
 		if !ok {
-			if v, ok = st.hcsIn.GetDefaultContainerAnnotations()[key]; !ok {
+			if v, ok = ev.hcsIn.GetDefaultContainerAnnotations()[key]; !ok {
 				continue
 			}
 			where = "options.DefaultContainerAnnotations"
@@ -49,6 +49,6 @@ func checkHostProcess(st *state) {
 		if b, err := strconv.ParseBool(v); err == nil && !b {
 			continue
 		}
-		st.deny(where+"["+key+"]", "HostProcess containers (%s=%s) are not allowed for tenant %q", key, redact(v), st.id.tenant)
+		ev.deny(where+"["+key+"]", "HostProcess containers (%s=%s) are not allowed for tenant %q", key, redact(v), ev.id.tenant)
 	}
 }

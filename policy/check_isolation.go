@@ -54,66 +54,66 @@ var ruleIsolation = &rule{
 	check:   checkIsolation,
 }
 
-func checkIsolation(st *state) {
-	if st.platform == Linux {
-		checkIsolationLinux(st)
+func checkIsolation(ev *evaluation) {
+	if ev.platform == Linux {
+		checkIsolationLinux(ev)
 		return
 	}
-	in := st.in
+	in := ev.in
 	if in.Spec.Linux != nil {
-		st.deny("spec.linux", "Linux containers on Windows (LCOW) are not supported for tenant %q", st.id.tenant)
+		ev.deny("spec.linux", "Linux containers on Windows (LCOW) are not supported for tenant %q", ev.id.tenant)
 		return
 	}
-	if sp := st.hcsIn.GetSandboxPlatform(); sp != "" {
+	if sp := ev.hcsIn.GetSandboxPlatform(); sp != "" {
 		if os, _, _ := strings.Cut(strings.ToLower(sp), "/"); os != "windows" {
-			st.deny("options.SandboxPlatform", "sandbox platform %q is not windows for tenant %q", sp, st.id.tenant)
+			ev.deny("options.SandboxPlatform", "sandbox platform %q is not windows for tenant %q", sp, ev.id.tenant)
 			return
 		}
 	}
 	if w := in.Spec.Windows; w != nil && w.HyperV != nil && w.HyperV.UtilityVMPath != "" {
-		st.deny("spec.windows.hyperv.utilityVMPath", "utility VM path %s (a host path) is not allowed for tenant %q", w.HyperV.UtilityVMPath, st.id.tenant)
+		ev.deny("spec.windows.hyperv.utilityVMPath", "utility VM path %s (a host path) is not allowed for tenant %q", w.HyperV.UtilityVMPath, ev.id.tenant)
 	}
 
 	const hv = "HYPERVISOR"
 	switch {
-	case st.hcsIn == nil:
-		st.hcsW().SandboxIsolation = runhcsopts.Options_HYPERVISOR
-		st.mutate("options.SandboxIsolation", "(none)", hv, fmt.Sprintf("no runtime options: created with Hyper-V isolation for tenant %q", st.id.tenant))
-	case st.hcsIn.GetSandboxIsolation() != runhcsopts.Options_HYPERVISOR:
-		st.hcsW().SandboxIsolation = runhcsopts.Options_HYPERVISOR
-		st.mutate("options.SandboxIsolation", st.hcsIn.GetSandboxIsolation().String(), hv, fmt.Sprintf("tenant %q runs with Hyper-V isolation", st.id.tenant))
+	case ev.hcsIn == nil:
+		ev.hcsW().SandboxIsolation = runhcsopts.Options_HYPERVISOR
+		ev.mutate("options.SandboxIsolation", "(none)", hv, fmt.Sprintf("no runtime options: created with Hyper-V isolation for tenant %q", ev.id.tenant))
+	case ev.hcsIn.GetSandboxIsolation() != runhcsopts.Options_HYPERVISOR:
+		ev.hcsW().SandboxIsolation = runhcsopts.Options_HYPERVISOR
+		ev.mutate("options.SandboxIsolation", ev.hcsIn.GetSandboxIsolation().String(), hv, fmt.Sprintf("tenant %q runs with Hyper-V isolation", ev.id.tenant))
 	}
-	if n := unknownLen(st.hcsIn); n > 0 {
-		st.hcsW().ProtoReflect().SetUnknown(nil)
-		st.mutate("options.(unknown fields)", fmt.Sprintf("%d bytes", n), "(none)", "runtime option fields unknown to this policy are dropped")
+	if n := unknownLen(ev.hcsIn); n > 0 {
+		ev.hcsW().ProtoReflect().SetUnknown(nil)
+		ev.mutate("options.(unknown fields)", fmt.Sprintf("%d bytes", n), "(none)", "runtime option fields unknown to this policy are dropped")
 	}
 	if w := in.Spec.Windows; w == nil || w.HyperV == nil {
-		st.windowsW().HyperV = &specs.WindowsHyperV{}
-		st.mutate("spec.windows.hyperv", "(none)", "{}", "config.json must agree with the Hyper-V options (runhcs re-reads it)")
+		ev.windowsW().HyperV = &specs.WindowsHyperV{}
+		ev.mutate("spec.windows.hyperv", "(none)", "{}", "config.json must agree with the Hyper-V options (runhcs re-reads it)")
 	}
 }
 
-func checkIsolationLinux(st *state) {
-	rt := st.p.sandboxRuntime
+func checkIsolationLinux(ev *evaluation) {
+	rt := ev.p.sandboxRuntime
 	if rt == "" {
-		st.deny("options.BinaryName", "no untrusted.sandboxRuntime is configured, so tenant %q cannot be sandboxed on this node", st.id.tenant)
+		ev.deny("options.BinaryName", "no untrusted.sandboxRuntime is configured, so tenant %q cannot be sandboxed on this node", ev.id.tenant)
 		return
 	}
 	switch {
-	case st.runcIn == nil:
-		st.runcW().BinaryName = rt
-		st.mutate("options.BinaryName", "(none)", rt, fmt.Sprintf("no runtime options: created with the sandbox runtime for tenant %q", st.id.tenant))
-	case st.runcIn.GetBinaryName() != rt:
-		old := st.runcIn.GetBinaryName()
+	case ev.runcIn == nil:
+		ev.runcW().BinaryName = rt
+		ev.mutate("options.BinaryName", "(none)", rt, fmt.Sprintf("no runtime options: created with the sandbox runtime for tenant %q", ev.id.tenant))
+	case ev.runcIn.GetBinaryName() != rt:
+		old := ev.runcIn.GetBinaryName()
 		if old == "" {
 			old = "(none)"
 		}
-		st.runcW().BinaryName = rt
-		st.mutate("options.BinaryName", old, rt, fmt.Sprintf("tenant %q runs in the sandbox runtime", st.id.tenant))
+		ev.runcW().BinaryName = rt
+		ev.mutate("options.BinaryName", old, rt, fmt.Sprintf("tenant %q runs in the sandbox runtime", ev.id.tenant))
 	}
-	if n := unknownLen(st.runcIn); n > 0 {
-		st.runcW().ProtoReflect().SetUnknown(nil)
-		st.mutate("options.(unknown fields)", fmt.Sprintf("%d bytes", n), "(none)", "runtime option fields unknown to this policy are dropped")
+	if n := unknownLen(ev.runcIn); n > 0 {
+		ev.runcW().ProtoReflect().SetUnknown(nil)
+		ev.mutate("options.(unknown fields)", fmt.Sprintf("%d bytes", n), "(none)", "runtime option fields unknown to this policy are dropped")
 	}
 }
 

@@ -27,11 +27,11 @@ var ruleNamedPipe = &rule{
 	check:     checkNamedPipe,
 }
 
-func checkNamedPipe(st *state) {
-	for i := range st.in.Spec.Mounts {
-		m := &st.in.Spec.Mounts[i]
-		if st.mountInfos()[i].class == mountPipe {
-			st.deny(fmt.Sprintf("mounts[%d].source", i), "mount of named pipe %s is not allowed for tenant %q", m.Source, st.id.tenant)
+func checkNamedPipe(ev *evaluation) {
+	for i := range ev.in.Spec.Mounts {
+		m := &ev.in.Spec.Mounts[i]
+		if ev.mountInfos()[i].class == mountPipe {
+			ev.deny(fmt.Sprintf("mounts[%d].source", i), "mount of named pipe %s is not allowed for tenant %q", m.Source, ev.id.tenant)
 		}
 	}
 }

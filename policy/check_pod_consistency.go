@@ -1,5 +1,7 @@
 package policy
 
+import "github.com/isoguard/isoguard/internal/cri"
+
 /*
 A container belongs to the pod whose wrapper it reaches, and the pod's tenant and isolation
 were pinned when that wrapper started (Decision.Pins). Every later call (a workload
@@ -28,41 +30,41 @@ var rulePodConsistency = &rule{
 	check:   checkPodConsistency,
 }
 
-func checkPodConsistency(st *state) {
-	in, pod := st.in, st.in.Pod
+func checkPodConsistency(ev *evaluation) {
+	in, pod := ev.in, ev.in.Pod
 	if pod == nil {
-		st.deny("pod", "no pod was recorded for container %q (the wrapper did not start its pod); denied for tenant %q", in.ID, st.id.tenant)
+		ev.deny("pod", "no pod was recorded for container %q (the wrapper did not start its pod); denied for tenant %q", in.ID, ev.id.tenant)
 		return
 	}
 	if in.Namespace != pod.Namespace {
-		st.deny("namespace", "containerd namespace %q differs from the pod's %q", in.Namespace, pod.Namespace)
+		ev.deny("namespace", "containerd namespace %q differs from the pod's %q", in.Namespace, pod.Namespace)
 	}
-	if st.id.tenant != pod.Tenant {
-		st.deny("tenant", "tenant %q differs from the pod's tenant %q", st.id.tenant, pod.Tenant)
-	} else if pod.Trusted && !st.p.tenants[st.id.key].trusted {
-		st.deny("tenant", "the pod was admitted for trusted tenant %q, which the policy no longer trusts; recreate the pod", pod.Tenant)
+	if ev.id.tenant != pod.Tenant {
+		ev.deny("tenant", "tenant %q differs from the pod's tenant %q", ev.id.tenant, pod.Tenant)
+	} else if pod.Trusted && !ev.p.tenants[ev.id.key].trusted {
+		ev.deny("tenant", "the pod was admitted for trusted tenant %q, which the policy no longer trusts; recreate the pod", pod.Tenant)
 	}
 	if in.Call == CallJoin || in.Call == CallCreate {
-		if st.id.kubePod != pod.KubePod {
-			st.deny("annotations["+AnnotationSandboxName+"]", "Kubernetes pod %q differs from the pod's %q", st.id.kubePod, pod.KubePod)
+		if ev.id.kubePod != pod.KubePod {
+			ev.deny("annotations["+cri.SandboxName+"]", "Kubernetes pod %q differs from the pod's %q", ev.id.kubePod, pod.KubePod)
 		}
-		if st.id.kubePodUID != pod.KubePodUID {
-			st.deny("annotations["+AnnotationSandboxUID+"]", "Kubernetes pod uid %q differs from the pod's %q", st.id.kubePodUID, pod.KubePodUID)
+		if ev.id.kubePodUID != pod.KubePodUID {
+			ev.deny("annotations["+cri.SandboxUID+"]", "Kubernetes pod uid %q differs from the pod's %q", ev.id.kubePodUID, pod.KubePodUID)
 		}
 	}
 	switch in.Role {
-	case RoleContainer:
+	case cri.RoleContainer:
 		if in.SandboxID != pod.SandboxID {
-			st.deny("sandboxID", "sandbox %q differs from the pod's sandbox %q", in.SandboxID, pod.SandboxID)
+			ev.deny("sandboxID", "sandbox %q differs from the pod's sandbox %q", in.SandboxID, pod.SandboxID)
 		}
-	case RoleSandbox, RoleStandalone:
+	case cri.RoleSandbox, cri.RoleStandalone:
 		if in.ID != pod.SandboxID {
-			st.deny("id", "container %q is a %s but the wrapper was started for %q", in.ID, in.Role, pod.SandboxID)
+			ev.deny("id", "container %q is a %s but the wrapper was started for %q", in.ID, in.Role, pod.SandboxID)
 		}
 	}
 	if in.Call == CallCreate {
-		if iso := st.isolation(); iso != pod.Isolation {
-			st.deny("isolation", "isolation %q differs from the pod's isolation %q", iso, pod.Isolation)
+		if iso := ev.isolation(); iso != pod.Isolation {
+			ev.deny("isolation", "isolation %q differs from the pod's isolation %q", iso, pod.Isolation)
 		}
 	}
 }

@@ -63,76 +63,76 @@ func ceilMiB(b uint64) uint64 {
 	return mb
 }
 
-func checkUpdateLimits(st *state) {
-	r := st.in.Resources
+func checkUpdateLimits(ev *evaluation) {
+	r := ev.in.Resources
 	if r == nil {
 		return
 	}
 	want := TypeURLWindowsResources
-	if st.platform == Linux {
+	if ev.platform == Linux {
 		want = TypeURLLinuxResources
 	}
 	if r.GetTypeUrl() != want {
-		st.deny("resources", "update payload of type %q is not allowed for tenant %q (only %s)", r.GetTypeUrl(), st.id.tenant, want)
+		ev.deny("resources", "update payload of type %q is not allowed for tenant %q (only %s)", r.GetTypeUrl(), ev.id.tenant, want)
 		return
 	}
-	if st.platform == Linux {
+	if ev.platform == Linux {
 		var lr specs.LinuxResources
 		if err := json.Unmarshal(r.GetValue(), &lr); err != nil {
-			st.deny("resources", "update resources do not decode: %v", err)
+			ev.deny("resources", "update resources do not decode: %v", err)
 			return
 		}
-		checkLinuxUpdate(st, &lr)
+		checkLinuxUpdate(ev, &lr)
 		return
 	}
 	var wr specs.WindowsResources
 	if err := json.Unmarshal(r.GetValue(), &wr); err != nil {
-		st.deny("resources", "update resources do not decode: %v", err)
+		ev.deny("resources", "update resources do not decode: %v", err)
 		return
 	}
-	checkWindowsUpdate(st, &wr)
+	checkWindowsUpdate(ev, &wr)
 }
 
-func (st *state) overLimit(field string, v, limit uint64, unit string) {
+func (ev *evaluation) overLimit(field string, v, limit uint64, unit string) {
 	if limit > 0 && v > limit {
-		st.deny(field, "%s %d%s exceeds the limit %d%s for tenant %q", field, v, unit, limit, unit, st.id.tenant)
+		ev.deny(field, "%s %d%s exceeds the limit %d%s for tenant %q", field, v, unit, limit, unit, ev.id.tenant)
 	}
 }
 
-func checkWindowsUpdate(st *state, r *specs.WindowsResources) {
-	l := st.p.limits
+func checkWindowsUpdate(ev *evaluation, r *specs.WindowsResources) {
+	l := ev.p.limits
 	if r.Memory != nil && r.Memory.Limit != nil {
 		mb := ceilMiB(*r.Memory.Limit)
-		st.overLimit("resources.memory.limit", mb, l.MemoryMB, "MiB")
-		if pod := st.in.Pod; pod != nil && st.in.ID == pod.SandboxID {
-			st.overLimit("resources.memory.limit", mb, l.UVMMemoryMB, "MiB")
+		ev.overLimit("resources.memory.limit", mb, l.MemoryMB, "MiB")
+		if pod := ev.in.Pod; pod != nil && ev.in.ID == pod.SandboxID {
+			ev.overLimit("resources.memory.limit", mb, l.UVMMemoryMB, "MiB")
 		}
 	}
 	if c := r.CPU; c != nil {
 		if c.Count != nil {
-			st.overLimit("resources.cpu.count", *c.Count, l.CPUCount, "")
+			ev.overLimit("resources.cpu.count", *c.Count, l.CPUCount, "")
 		}
 		if c.Maximum != nil {
-			st.overLimit("resources.cpu.maximum", uint64(*c.Maximum), l.CPUMaximum, "")
+			ev.overLimit("resources.cpu.maximum", uint64(*c.Maximum), l.CPUMaximum, "")
 		}
 		if c.Shares != nil {
-			st.overLimit("resources.cpu.shares", uint64(*c.Shares), l.CPUShares, "")
+			ev.overLimit("resources.cpu.shares", uint64(*c.Shares), l.CPUShares, "")
 		}
 	}
 }
 
-func checkLinuxUpdate(st *state, r *specs.LinuxResources) {
-	l := st.p.limits
+func checkLinuxUpdate(ev *evaluation, r *specs.LinuxResources) {
+	l := ev.p.limits
 	if m := r.Memory; m != nil && m.Limit != nil && l.MemoryMB > 0 {
 		if *m.Limit <= 0 {
-			st.deny("resources.memory.limit", "an unlimited memory limit (%d) is not allowed for tenant %q", *m.Limit, st.id.tenant)
+			ev.deny("resources.memory.limit", "an unlimited memory limit (%d) is not allowed for tenant %q", *m.Limit, ev.id.tenant)
 		} else {
-			st.overLimit("resources.memory.limit", ceilMiB(uint64(*m.Limit)), l.MemoryMB, "MiB")
+			ev.overLimit("resources.memory.limit", ceilMiB(uint64(*m.Limit)), l.MemoryMB, "MiB")
 		}
 	}
 	if c := r.CPU; c != nil {
 		if c.Shares != nil {
-			st.overLimit("resources.cpu.shares", *c.Shares, l.CPUShares, "")
+			ev.overLimit("resources.cpu.shares", *c.Shares, l.CPUShares, "")
 		}
 		if c.Quota != nil && l.CPUCount > 0 {
 			period := uint64(100000)
@@ -141,26 +141,26 @@ func checkLinuxUpdate(st *state, r *specs.LinuxResources) {
 			}
 			switch q := *c.Quota; {
 			case q <= 0:
-				st.deny("resources.cpu.quota", "an unlimited CPU quota (%d) is not allowed for tenant %q", q, st.id.tenant)
+				ev.deny("resources.cpu.quota", "an unlimited CPU quota (%d) is not allowed for tenant %q", q, ev.id.tenant)
 			case uint64(q) > l.CPUCount*period:
-				st.deny("resources.cpu.quota", "CPU quota %d/%d (%.2f CPUs) exceeds the limit of %d CPUs for tenant %q", q, period, float64(q)/float64(period), l.CPUCount, st.id.tenant)
+				ev.deny("resources.cpu.quota", "CPU quota %d/%d (%.2f CPUs) exceeds the limit of %d CPUs for tenant %q", q, period, float64(q)/float64(period), l.CPUCount, ev.id.tenant)
 			}
 		}
 	}
 	if p := r.Pids; p != nil && p.Limit != nil && l.Pids > 0 {
 		switch {
 		case *p.Limit <= 0:
-			st.deny("resources.pids.limit", "an unlimited pids limit (%d) is not allowed for tenant %q", *p.Limit, st.id.tenant)
+			ev.deny("resources.pids.limit", "an unlimited pids limit (%d) is not allowed for tenant %q", *p.Limit, ev.id.tenant)
 		case *p.Limit > l.Pids:
-			st.deny("resources.pids.limit", "resources.pids.limit %d exceeds the limit %d for tenant %q", *p.Limit, l.Pids, st.id.tenant)
+			ev.deny("resources.pids.limit", "resources.pids.limit %d exceeds the limit %d for tenant %q", *p.Limit, l.Pids, ev.id.tenant)
 		}
 	}
 	for i, d := range r.Devices {
 		if d.Allow {
-			st.deny(fmt.Sprintf("resources.devices[%d]", i), "an update may not allow devices (%s) for tenant %q", deviceRuleString(d.Type, d.Major, d.Minor, d.Access), st.id.tenant)
+			ev.deny(fmt.Sprintf("resources.devices[%d]", i), "an update may not allow devices (%s) for tenant %q", deviceRuleString(d.Type, d.Major, d.Minor, d.Access), ev.id.tenant)
 		}
 	}
 	if len(r.Unified) > 0 {
-		st.deny("resources.unified", "raw cgroup v2 settings (%d keys) are not allowed in an update for tenant %q", len(r.Unified), st.id.tenant)
+		ev.deny("resources.unified", "raw cgroup v2 settings (%d keys) are not allowed in an update for tenant %q", len(r.Unified), ev.id.tenant)
 	}
 }

@@ -45,29 +45,29 @@ var ruleUser = &rule{
 	check:   checkUser,
 }
 
-func checkUser(st *state) {
-	if st.in.Spec.Process == nil {
+func checkUser(ev *evaluation) {
+	if ev.in.Spec.Process == nil {
 		return // nothing runs (runhcs then starts no process)
 	}
-	fixUser(st, "spec.process.user", st.in.Spec.Process.User, func() *specs.User { return &st.processW().User })
+	fixUser(ev, "spec.process.user", ev.in.Spec.Process.User, func() *specs.User { return &ev.processW().User })
 }
 
 // fixUser applies the user rule to u, writing through w, recording fields under prefix.
-func fixUser(st *state, prefix string, u specs.User, w func() *specs.User) {
-	p := st.p
-	if st.platform == Linux {
+func fixUser(ev *evaluation, prefix string, u specs.User, w func() *specs.User) {
+	p := ev.p
+	if ev.platform == Linux {
 		if u.UID == 0 {
 			w().UID = p.linuxUID
-			st.mutate(prefix+".uid", "0", strconv.FormatUint(uint64(p.linuxUID), 10), fmt.Sprintf("tenant %q does not run as root", st.id.tenant))
+			ev.mutate(prefix+".uid", "0", strconv.FormatUint(uint64(p.linuxUID), 10), fmt.Sprintf("tenant %q does not run as root", ev.id.tenant))
 		}
 		if u.GID == 0 {
 			w().GID = p.linuxGID
-			st.mutate(prefix+".gid", "0", strconv.FormatUint(uint64(p.linuxGID), 10), fmt.Sprintf("tenant %q does not run in the root group", st.id.tenant))
+			ev.mutate(prefix+".gid", "0", strconv.FormatUint(uint64(p.linuxGID), 10), fmt.Sprintf("tenant %q does not run in the root group", ev.id.tenant))
 		}
 		if slices.Contains(u.AdditionalGids, 0) {
 			wu := w()
 			wu.AdditionalGids = slices.DeleteFunc(wu.AdditionalGids, func(g uint32) bool { return g == 0 })
-			st.mutate(prefix+".additionalGids", "0", "(removed)", fmt.Sprintf("tenant %q does not run in the root group", st.id.tenant))
+			ev.mutate(prefix+".additionalGids", "0", "(removed)", fmt.Sprintf("tenant %q does not run in the root group", ev.id.tenant))
 		}
 		return
 	}
@@ -78,16 +78,16 @@ func fixUser(st *state, prefix string, u specs.User, w func() *specs.User) {
 	var reason string
 	switch {
 	case name == "":
-		reason = fmt.Sprintf("no user set (the image's default user, e.g. ContainerAdministrator, would apply); tenant %q runs as %q", st.id.tenant, p.user)
+		reason = fmt.Sprintf("no user set (the image's default user, e.g. ContainerAdministrator, would apply); tenant %q runs as %q", ev.id.tenant, p.user)
 	case IsAdminEquivalent(name):
-		reason = fmt.Sprintf("user %q is administrator-equivalent; tenant %q runs as %q", name, st.id.tenant, p.user)
+		reason = fmt.Sprintf("user %q is administrator-equivalent; tenant %q runs as %q", name, ev.id.tenant, p.user)
 	default:
-		reason = fmt.Sprintf("user %q is not an allowed user; tenant %q runs as %q", name, st.id.tenant, p.user)
+		reason = fmt.Sprintf("user %q is not an allowed user; tenant %q runs as %q", name, ev.id.tenant, p.user)
 	}
 	w().Username = p.user
 	old := name
 	if old == "" {
 		old = "(none)"
 	}
-	st.mutate(prefix+".username", old, p.user, reason)
+	ev.mutate(prefix+".username", old, p.user, reason)
 }

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -128,33 +129,45 @@ func compile(f *File, nodeOS Platform, rules []*rule) (*Policy, error) {
 	for id, m := range f.Rules {
 		p.ruleModes[id] = m
 	}
-	hostPaths := u.Mounts.AllowedHostPaths
-	if hostPaths == nil {
-		hostPaths = DefaultAllowedHostPaths(nodeOS)
-	}
-	for _, raw := range hostPaths {
-		pp, err := compilePrefix(nodeOS, raw)
-		if err != nil { // validated above; a default that fails is a bug
-			return nil, fmt.Errorf("%w: mounts.allowedHostPaths: %v", ErrInvalid, err)
-		}
-		p.hostPaths = append(p.hostPaths, pp)
-	}
-	for _, d := range u.Mounts.AllowedDisks {
-		p.disks = append(p.disks, normalizeDisk(nodeOS, d))
-	}
-	for _, d := range u.Devices.Allowed {
-		n, _ := normalizeDevice(nodeOS, d) // validated above
-		p.devices = append(p.devices, n)
+	if err := p.compileHostResources(u); err != nil {
+		return nil, err
 	}
 	if rules == nil {
 		rules = registry
 	}
 	for _, r := range rules {
-		if r.platforms == nil || containsPlatform(r.platforms, nodeOS) {
+		if r.platforms == nil || slices.Contains(r.platforms, nodeOS) {
 			p.rules = append(p.rules, r)
 		}
 	}
 	return p, nil
+}
+
+// compileHostResources normalises the host paths, disks and devices untrusted workloads
+// may use, for the policy's platform (the file was validated: an error is a bad default).
+func (p *Policy) compileHostResources(u Untrusted) error {
+	hostPaths := u.Mounts.AllowedHostPaths
+	if hostPaths == nil {
+		hostPaths = DefaultAllowedHostPaths(p.platform)
+	}
+	for _, raw := range hostPaths {
+		pp, err := compilePrefix(p.platform, raw)
+		if err != nil {
+			return fmt.Errorf("%w: mounts.allowedHostPaths: %v", ErrInvalid, err)
+		}
+		p.hostPaths = append(p.hostPaths, pp)
+	}
+	for _, d := range u.Mounts.AllowedDisks {
+		p.disks = append(p.disks, normalizeDisk(p.platform, d))
+	}
+	for _, d := range u.Devices.Allowed {
+		n, err := normalizeDevice(p.platform, d)
+		if err != nil {
+			return fmt.Errorf("%w: devices.allowed: %v", ErrInvalid, err)
+		}
+		p.devices = append(p.devices, n)
+	}
+	return nil
 }
 
 // Platform is the profile the policy applies.
@@ -168,15 +181,6 @@ func orDefault[T ~string](v, def T) T {
 		return def
 	}
 	return v
-}
-
-func containsPlatform(ps []Platform, p Platform) bool {
-	for _, x := range ps {
-		if x == p {
-			return true
-		}
-	}
-	return false
 }
 
 // normalizeDisk makes a disk source comparable: Windows folds "/" to "\" (case is folded

@@ -9,6 +9,8 @@ import (
 	"io"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/isoguard/isoguard/shim/hooks"
 )
 
 // APIVersion and Kind identify the node policy file format.
@@ -21,12 +23,16 @@ const (
 // (the delegate shim), so an operator has one file to manage. docs/policy.md is the
 // reference; every field below is optional but apiVersion and kind.
 type File struct {
-	APIVersion string   `yaml:"apiVersion"`
-	Kind       string   `yaml:"kind"`
-	Delegate   Delegate `yaml:"delegate"`
+	APIVersion string `yaml:"apiVersion"`
+	Kind       string `yaml:"kind"`
+	// Delegate is the shim isoguard runs and relays to: path (absolute; empty = the OS
+	// default: Windows containerd-shim-runhcs-v1.exe beside containerd, then PATH; Linux
+	// containerd-shim-runc-v2 on PATH) and stdinFormat ("auto", the default, "any" or
+	// "bootstrap": how start's runtime options are handed to it).
+	Delegate hooks.Delegate `yaml:"delegate"`
 
-	// Platform selects the rule profile: "windows" or "linux". Empty: the node's OS (the
-	// shim passes it to Compile). A value that differs from the node's OS is an error.
+	// Platform selects the rule profile: "windows" or "linux". Empty: the OS the wrapper
+	// runs on.
 	Platform Platform `yaml:"platform"`
 	// Mode is "enforce" (default) or "audit" (nothing is applied; decisions record what
 	// enforce would have done).
@@ -51,18 +57,6 @@ type File struct {
 	// root is the parsed document, for line numbers in semantic errors (nil for a File
 	// built in code).
 	root *yaml.Node
-}
-
-// Delegate configures the shim isoguard runs and forwards to.
-type Delegate struct {
-	// Path is the absolute path of the delegate shim binary. Empty: the OS default
-	// (Windows: containerd-shim-runhcs-v1.exe beside containerd, then PATH; Linux:
-	// containerd-shim-runc-v2 on PATH).
-	Path string `yaml:"path"`
-	// StdinFormat is how start's runtime options are handed to the delegate: "auto"
-	// (default), "any" (bare protobuf Any: runhcs, shims of containerd < 2.3) or
-	// "bootstrap" (BootstrapParams: shims of containerd >= 2.3).
-	StdinFormat string `yaml:"stdinFormat"`
 }
 
 // AuditTrail configures the audit trail. The policy only carries the settings; the shim writes.
@@ -217,7 +211,7 @@ func Parse(data []byte) (*File, error) {
 			// The same bytes as a node tree name the field of each "line N: ..." error.
 			var root yaml.Node
 			if yaml.Unmarshal(data, &root) == nil {
-				return nil, fmt.Errorf("%w: %w", ErrInvalid, typeErrors(&root, te))
+				return nil, typeErrors(&root, te)
 			}
 		}
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)

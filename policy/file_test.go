@@ -185,3 +185,45 @@ func TestCompileErrors(t *testing.T) {
 		t.Errorf("code-built file: %v", err)
 	}
 }
+
+// TestFieldErrorsCarryTheirLine: every problem of a file is a *FieldError with its line and
+// field as data, in file order, whether yaml found it or the semantic checks did.
+func TestFieldErrorsCarryTheirLine(t *testing.T) {
+	// Semantic errors, listed by the validator in another order than the file's.
+	_, err := Parse([]byte(header + "rules:\n  untrusted.x: audit\nmode: x\ntenants:\n  - kubernetesNamespace: A\n"))
+	fieldErrors := func(err error) []*FieldError {
+		var out []*FieldError
+		var walk func(error)
+		walk = func(err error) {
+			if fe, ok := err.(*FieldError); ok {
+				out = append(out, fe)
+				return
+			}
+			if j, ok := err.(interface{ Unwrap() []error }); ok {
+				for _, e := range j.Unwrap() {
+					walk(e)
+				}
+			} else if u := errors.Unwrap(err); u != nil {
+				walk(u)
+			}
+		}
+		walk(err)
+		return out
+	}
+	got := fieldErrors(err)
+	want := []FieldError{{Line: 4, Field: "rules.untrusted.x"}, {Line: 5, Field: "mode"}, {Line: 7, Field: "tenants[0].kubernetesNamespace"}}
+	if len(got) != len(want) {
+		t.Fatalf("got %d field errors %v, want %d", len(got), err, len(want))
+	}
+	for i, w := range want {
+		if got[i].Line != w.Line || got[i].Field != w.Field || got[i].Problem == "" {
+			t.Errorf("error %d: %+v, want line %d field %s", i, got[i], w.Line, w.Field)
+		}
+	}
+	// yaml's own errors become FieldErrors too.
+	_, err = Parse([]byte(header + "untrusted:\n  limits:\n    uvmMemoryMB: lots\n    pids: many\n"))
+	got = fieldErrors(err)
+	if len(got) != 2 || got[0].Line != 5 || got[0].Field != "untrusted.limits.uvmMemoryMB" || got[1].Line != 6 || strings.HasPrefix(got[0].Problem, "line") {
+		t.Fatalf("yaml errors: %+v (%v)", got, err)
+	}
+}

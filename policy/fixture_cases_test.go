@@ -9,6 +9,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/isoguard/isoguard/internal/cri"
 )
 
 // fixtureCase is one golden fixture: dir is the rule ID (or input.invalid, or decision
@@ -89,7 +91,7 @@ func linuxBind(src string) specs.Mount {
 // CRI annotations, its own namespace, pinned as a standalone container.
 func standalone(in Input, ns string) Input {
 	in.Namespace = ns
-	in.Role = RoleStandalone
+	in.Role = cri.RoleStandalone
 	in.SandboxID = ""
 	in.ID = "ctr-run-1"
 	for k := range in.Spec.Annotations {
@@ -188,12 +190,12 @@ func fixtureCases() []fixtureCase {
 	})
 	add(pc, false, "other-tenant", win, "a container of tenant team-b reaching team-a's pod", T("T4"), func(t testing.TB) Input {
 		in := winCreate(t)
-		in.Spec.Annotations[AnnotationSandboxNamespace] = "team-b"
+		in.Spec.Annotations[cri.SandboxNamespace] = "team-b"
 		return in
 	})
 	add(pc, false, "trusted-tenant-joins-untrusted-pod", win, "a kube-system (trusted) container reaching an untrusted pod: evaluated as untrusted, denied", T("T4"), func(t testing.TB) Input {
 		in := winCreate(t)
-		in.Spec.Annotations[AnnotationSandboxNamespace] = "kube-system"
+		in.Spec.Annotations[cri.SandboxNamespace] = "kube-system"
 		return in
 	})
 	add(pc, false, "spoofed-sandbox-id", win, "a container naming another sandbox than the pod's", T("T4"), func(t testing.TB) Input {
@@ -208,7 +210,7 @@ func fixtureCases() []fixtureCase {
 	})
 	add(pc, false, "pod-uid-mismatch", win, "the container's pod uid differs from the pinned one (it would get another pod's kubelet directory)", T("T4"), func(t testing.TB) Input {
 		in := winCreate(t)
-		in.Spec.Annotations[AnnotationSandboxUID] = otherPodUID
+		in.Spec.Annotations[cri.SandboxUID] = otherPodUID
 		return in
 	})
 	add(pc, false, "join-other-namespace", win, "a join from another containerd namespace", T("T4"), func(t testing.TB) Input {
@@ -591,7 +593,7 @@ func fixtureCases() []fixtureCase {
 	})
 	add(bad, false, "trusted-tenant-bad-options", win, "a trusted tenant's foreign options are denied too (runhcs would misread them)", T("T13"), func(t testing.TB) Input {
 		in := winCreate(t)
-		in.Spec.Annotations[AnnotationSandboxNamespace] = "kube-system"
+		in.Spec.Annotations[cri.SandboxNamespace] = "kube-system"
 		in.Pod.Tenant, in.Pod.KubeNamespace, in.Pod.Trusted = "kube-system", "kube-system", true
 		in.Options = &anypb.Any{TypeUrl: "runtimeoptions.v1.Options"}
 		return in
@@ -608,12 +610,12 @@ func fixtureCases() []fixtureCase {
 	})
 	add(bad, false, "role-mismatch", win, "the shim says sandbox, the spec's CRI annotations say container", T("T13", "T4"), func(t testing.TB) Input {
 		in := winCreate(t)
-		in.Role = RoleSandbox
+		in.Role = cri.RoleSandbox
 		return in
 	})
 	add(bad, false, "half-cri-annotations", win, "container-type without sandbox-id", T("T13", "T4"), func(t testing.TB) Input {
 		in := winCreate(t)
-		delete(in.Spec.Annotations, AnnotationSandboxID)
+		delete(in.Spec.Annotations, cri.SandboxID)
 		return in
 	})
 	add(bad, false, "platform-mismatch", win, "a Linux call evaluated by the Windows policy", T("T13"), func(t testing.TB) Input {
@@ -636,7 +638,7 @@ func fixtureCases() []fixtureCase {
 	const dec = "decision"
 	add(dec, true, "trusted-kubernetes-namespace", win, "a kube-system pod: trusted, allowed, nothing changed, still a decision", nil, func(t testing.TB) Input {
 		in := winCreate(t)
-		in.Spec.Annotations[AnnotationSandboxNamespace] = "kube-system"
+		in.Spec.Annotations[cri.SandboxNamespace] = "kube-system"
 		in.Spec.Process.User.Username = "ContainerAdministrator"
 		in.Pod.Tenant, in.Pod.KubeNamespace, in.Pod.Trusted = "kube-system", "kube-system", true
 		return in
@@ -650,19 +652,19 @@ func fixtureCases() []fixtureCase {
 	add(dec, true, "start-pins", win, "an untrusted pod's sandbox start: pins with tenant, Hyper-V isolation and Kubernetes identity", nil, winStart)
 	add(dec, true, "trusted-start-pins", win, "a trusted pod's start pins process isolation as requested", nil, func(t testing.TB) Input {
 		in := winStart(t)
-		in.Spec.Annotations[AnnotationSandboxNamespace] = "kube-system"
+		in.Spec.Annotations[cri.SandboxNamespace] = "kube-system"
 		return in
 	})
 	add(dec, false, "spoofed-kubernetes-namespace", win, "ctr in namespace k8s.io as a standalone container claiming kube-system through the CRI annotation: its tenant is containerd:k8s.io, untrusted", T("T2"), func(t testing.TB) Input {
 		in := standalone(winCreate(t), DefaultCRINamespace)
-		in.Spec.Annotations[AnnotationSandboxNamespace] = "kube-system"
+		in.Spec.Annotations[cri.SandboxNamespace] = "kube-system"
 		in.Spec.Process.User.Username = "ContainerAdministrator"
 		return in
 	})
 	add(dec, false, "kube-annotations-outside-cri-namespace", win, "a pod-shaped container in another containerd namespace claiming kube-system: the containerd namespace is its tenant", T("T2"), func(t testing.TB) Input {
 		in := winCreate(t)
 		in.Namespace = "buildkit"
-		in.Spec.Annotations[AnnotationSandboxNamespace] = "kube-system"
+		in.Spec.Annotations[cri.SandboxNamespace] = "kube-system"
 		in.Pod.Namespace, in.Pod.Tenant = "buildkit", "containerd:buildkit"
 		in.Pod.KubeNamespace, in.Pod.KubePod, in.Pod.KubePodUID = "", "", ""
 		return in
@@ -675,7 +677,7 @@ func fixtureCases() []fixtureCase {
 	add(dec, false, "audit-mode-start-pins", "windows-audit", "mode audit at start: the pins record the isolation the pod really gets (process)", T("T3"), winStart)
 	add(dec, false, "tenant-audit-mode", win, "tenant team-legacy (trusted: false, mode: audit): findings recorded, nothing applied", T("T8"), func(t testing.TB) Input {
 		in := withMounts(winCreate(t), hostMount(`C:\Users\x\.ssh`))
-		in.Spec.Annotations[AnnotationSandboxNamespace] = "team-legacy"
+		in.Spec.Annotations[cri.SandboxNamespace] = "team-legacy"
 		in.Pod.Tenant, in.Pod.KubeNamespace, in.Pod.Isolation = "team-legacy", "team-legacy", IsolationProcess
 		return in
 	})

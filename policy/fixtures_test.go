@@ -394,7 +394,7 @@ func checkNoSecrets(t *testing.T, fixture []byte) {
 
 // TestFailFixturesNeedTheirRule removes each rule from the policy in turn and checks that
 // every fail fixture of that rule then gets a different decision: the fixture fails
-// without the check (threats.md: a test that FAILS when its check is removed).
+// without the check (docs/threat-model.md: a test that FAILS when its check is removed).
 func TestFailFixturesNeedTheirRule(t *testing.T) {
 	policies := policyCache{}
 	byRule := map[string][]fixtureCase{}
@@ -434,7 +434,7 @@ func TestFailFixturesNeedTheirRule(t *testing.T) {
 	}
 }
 
-// TestThreatCoverage: every threat row that needs a check (threats.md T3-T11, T13, T14)
+// TestThreatCoverage: every threat row that needs a check (docs/threat-model.md T3-T11, T13, T14)
 // has at least one fail fixture that denies or rewrites.
 func TestThreatCoverage(t *testing.T) {
 	covered := map[string]int{}

@@ -9,6 +9,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/isoguard/isoguard/internal/cri"
 )
 
 // FuzzEvaluate feeds arbitrary spec JSON, an extra annotation, an extra mount source and
@@ -70,7 +72,7 @@ func FuzzEvaluate(f *testing.F) {
 				options = &anypb.Any{TypeUrl: typeURLs[optsKind], Value: opts}
 			}
 			c := calls[int(call)%len(calls)]
-			role := []Role{RoleSandbox, RoleContainer, RoleStandalone, ""}[int(optsKind)%4]
+			role := []Role{cri.RoleSandbox, cri.RoleContainer, cri.RoleStandalone, ""}[int(optsKind)%4]
 			in := Input{
 				Call: c, Platform: platform, Namespace: "k8s.io", ID: "c1", Role: role, SandboxID: "c1",
 				Spec: spec, Options: options,
@@ -84,7 +86,7 @@ func FuzzEvaluate(f *testing.F) {
 				in.Pod = &Pins{Tenant: "containerd:k8s.io", Namespace: "k8s.io", SandboxID: "c1", Isolation: value}
 			}
 			if spec != nil && spec.Annotations != nil {
-				in.SandboxID = spec.Annotations[AnnotationSandboxID]
+				in.SandboxID = spec.Annotations[cri.SandboxID]
 			}
 			d := policies[platform].Evaluate(in)
 			for _, f := range d.Denials {

@@ -8,6 +8,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/isoguard/isoguard/internal/cri"
 )
 
 // Inputs as containerd's CRI plugin produces them (internal/cri: DefaultCRIAnnotations,
@@ -54,19 +56,19 @@ func runcOptions(t testing.TB, binary string) *anypb.Any {
 
 func winPodAnnotations(role Role, ns, pod, uid string) map[string]string {
 	a := map[string]string{
-		AnnotationSandboxID:                       sandboxID,
-		AnnotationSandboxNamespace:                ns,
-		AnnotationSandboxName:                     pod,
-		AnnotationSandboxUID:                      uid,
+		cri.SandboxID:                             sandboxID,
+		cri.SandboxNamespace:                      ns,
+		cri.SandboxName:                           pod,
+		cri.SandboxUID:                            uid,
 		"microsoft.com/hostprocess-container":     "false",
 		"io.kubernetes.cri.sandbox-log-directory": `C:\var\log\pods\` + ns + "_" + pod + "_" + uid,
 	}
-	if role == RoleSandbox {
-		a[AnnotationContainerType] = "sandbox"
+	if role == cri.RoleSandbox {
+		a[cri.ContainerType] = "sandbox"
 		a["io.kubernetes.cri.podsandbox.image-name"] = "registry.k8s.io/pause:3.10"
 	} else {
-		a[AnnotationContainerType] = "container"
-		a[AnnotationContainerName] = "app"
+		a[cri.ContainerType] = "container"
+		a[cri.ContainerName] = "app"
 		a["io.kubernetes.cri.image-name"] = "mcr.microsoft.com/windows/servercore:ltsc2022"
 	}
 	return a
@@ -83,7 +85,7 @@ func winSandboxSpec() *specs.Spec {
 			Cwd:  `C:\`,
 			User: specs.User{Username: "ContainerUser"},
 		},
-		Annotations: winPodAnnotations(RoleSandbox, tenantNS, podName, podUID),
+		Annotations: winPodAnnotations(cri.RoleSandbox, tenantNS, podName, podUID),
 		Windows: &specs.Windows{
 			LayerFolders: []string{`C:\ProgramData\containerd\root\io.containerd.snapshotter.v1.windows\snapshots\12`},
 			Network:      &specs.WindowsNetwork{NetworkNamespace: "a6c4f0d2-6f8e-4e55-9d3b-1b2c3d4e5f60"},
@@ -117,7 +119,7 @@ func winContainerSpec() *specs.Spec {
 				Options:     []string{"rw"},
 			},
 		},
-		Annotations: winPodAnnotations(RoleContainer, tenantNS, podName, podUID),
+		Annotations: winPodAnnotations(cri.RoleContainer, tenantNS, podName, podUID),
 		Windows: &specs.Windows{
 			LayerFolders: []string{`C:\ProgramData\containerd\root\io.containerd.snapshotter.v1.windows\snapshots\31`},
 			Resources: &specs.WindowsResources{
@@ -154,7 +156,7 @@ func winCreate(t testing.TB) Input {
 		Platform:  Windows,
 		Namespace: DefaultCRINamespace,
 		ID:        containerID,
-		Role:      RoleContainer,
+		Role:      cri.RoleContainer,
 		SandboxID: sandboxID,
 		Spec:      winContainerSpec(),
 		Options:   criProcessOptions(t),
@@ -169,7 +171,7 @@ func winStart(t testing.TB) Input {
 		Platform:  Windows,
 		Namespace: DefaultCRINamespace,
 		ID:        sandboxID,
-		Role:      RoleSandbox,
+		Role:      cri.RoleSandbox,
 		SandboxID: sandboxID,
 		Spec:      winSandboxSpec(),
 		Options:   criProcessOptions(t),
@@ -203,16 +205,16 @@ func winExec(user string) Input {
 
 func linuxAnnotations(role Role) map[string]string {
 	a := map[string]string{
-		AnnotationSandboxID:        sandboxID,
-		AnnotationSandboxNamespace: tenantNS,
-		AnnotationSandboxName:      podName,
-		AnnotationSandboxUID:       podUID,
+		cri.SandboxID:        sandboxID,
+		cri.SandboxNamespace: tenantNS,
+		cri.SandboxName:      podName,
+		cri.SandboxUID:       podUID,
 	}
-	if role == RoleSandbox {
-		a[AnnotationContainerType] = "sandbox"
+	if role == cri.RoleSandbox {
+		a[cri.ContainerType] = "sandbox"
 	} else {
-		a[AnnotationContainerType] = "container"
-		a[AnnotationContainerName] = "app"
+		a[cri.ContainerType] = "container"
+		a[cri.ContainerName] = "app"
 	}
 	return a
 }
@@ -222,7 +224,7 @@ func i64(v int64) *int64 { return &v }
 // linuxContainerSpec is a CRI workload container config.json on Linux (abridged to what
 // the rules read: process, mounts, devices, annotations).
 func linuxContainerSpec() *specs.Spec {
-	cri := "/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/" + sandboxID
+	criDir := "/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/" + sandboxID
 	return &specs.Spec{
 		Version:  "1.2.0",
 		Hostname: podName,
@@ -240,14 +242,14 @@ func linuxContainerSpec() *specs.Spec {
 			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
 			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
 			{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
-			{Destination: "/etc/hosts", Type: "bind", Source: cri + "/hosts", Options: []string{"rbind", "rprivate", "rw"}},
-			{Destination: "/etc/hostname", Type: "bind", Source: cri + "/hostname", Options: []string{"rbind", "rprivate", "rw"}},
-			{Destination: "/etc/resolv.conf", Type: "bind", Source: cri + "/resolv.conf", Options: []string{"rbind", "rprivate", "rw"}},
+			{Destination: "/etc/hosts", Type: "bind", Source: criDir + "/hosts", Options: []string{"rbind", "rprivate", "rw"}},
+			{Destination: "/etc/hostname", Type: "bind", Source: criDir + "/hostname", Options: []string{"rbind", "rprivate", "rw"}},
+			{Destination: "/etc/resolv.conf", Type: "bind", Source: criDir + "/resolv.conf", Options: []string{"rbind", "rprivate", "rw"}},
 			{Destination: "/dev/shm", Type: "bind", Source: "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/" + sandboxID + "/shm", Options: []string{"rbind", "rprivate", "rw"}},
 			{Destination: "/var/run/secrets/kubernetes.io/serviceaccount", Type: "bind", Source: "/var/lib/kubelet/pods/" + podUID + "/volumes/kubernetes.io~projected/kube-api-access-x7k2p", Options: []string{"rbind", "rprivate", "ro"}},
 			{Destination: "/dev/termination-log", Type: "bind", Source: "/var/lib/kubelet/pods/" + podUID + "/containers/app/4b1c9e2f", Options: []string{"rbind", "rprivate", "rw"}},
 		},
-		Annotations: linuxAnnotations(RoleContainer),
+		Annotations: linuxAnnotations(cri.RoleContainer),
 		Linux: &specs.Linux{
 			Resources: &specs.LinuxResources{
 				Devices: []specs.LinuxDeviceCgroup{
@@ -274,7 +276,7 @@ func linuxCreate(t testing.TB) Input {
 		Platform:  Linux,
 		Namespace: DefaultCRINamespace,
 		ID:        containerID,
-		Role:      RoleContainer,
+		Role:      cri.RoleContainer,
 		SandboxID: sandboxID,
 		Spec:      linuxContainerSpec(),
 		Options:   runcOptions(t, ""),

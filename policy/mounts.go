@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/isoguard/isoguard/internal/cri"
 )
 
 // Mount classification shared by untrusted.hostpath, untrusted.named-pipe and
@@ -83,18 +85,18 @@ func classifyLinuxMount(m *specs.Mount) mountInfo {
 
 // mountPlaceholders are the values for allowedHostPaths placeholders: the pinned pod's
 // identity when there is a pod, else the input's own (at start).
-func (st *state) mountPlaceholders() placeholders {
-	ph := placeholders{podUID: st.id.kubePodUID, containerID: st.in.ID}
-	if st.in.Role == RoleSandbox || st.in.Role == RoleContainer {
-		ph.sandboxID = st.in.SandboxID
+func (ev *evaluation) mountPlaceholders() placeholders {
+	ph := placeholders{podUID: ev.id.kubePodUID, containerID: ev.in.ID}
+	if ev.in.Role == cri.RoleSandbox || ev.in.Role == cri.RoleContainer {
+		ph.sandboxID = ev.in.SandboxID
 	}
-	if pod := st.in.Pod; pod != nil {
+	if pod := ev.in.Pod; pod != nil {
 		ph.podUID = pod.KubePodUID
-		if st.in.Role == RoleSandbox || st.in.Role == RoleContainer {
+		if ev.in.Role == cri.RoleSandbox || ev.in.Role == cri.RoleContainer {
 			ph.sandboxID = pod.SandboxID
 		}
 	}
-	if st.id.key.kind != tenantKubernetes {
+	if ev.id.key.kind != tenantKubernetes {
 		ph.podUID = "" // only a CRI pod has a kubelet directory
 	}
 	return ph
@@ -102,12 +104,12 @@ func (st *state) mountPlaceholders() placeholders {
 
 // mountInfos classifies the input spec's mounts once per evaluation (the three mount
 // rules share it; it depends on the input only).
-func (st *state) mountInfos() []mountInfo {
-	if st.mounts == nil {
-		st.mounts = make([]mountInfo, len(st.in.Spec.Mounts))
-		for i := range st.in.Spec.Mounts {
-			st.mounts[i] = classifyMount(st.platform, &st.in.Spec.Mounts[i])
+func (ev *evaluation) mountInfos() []mountInfo {
+	if ev.mounts == nil {
+		ev.mounts = make([]mountInfo, len(ev.in.Spec.Mounts))
+		for i := range ev.in.Spec.Mounts {
+			ev.mounts[i] = classifyMount(ev.platform, &ev.in.Spec.Mounts[i])
 		}
 	}
-	return st.mounts
+	return ev.mounts
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/Microsoft/hcsshim/pkg/annotations"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/isoguard/isoguard/internal/cri"
 )
 
 func TestRegistry(t *testing.T) {
@@ -81,7 +83,7 @@ func TestUpstreamFacts(t *testing.T) {
 	if n := string((&runhcsopts.Options{}).ProtoReflect().Descriptor().FullName()); n != TypeURLRunhcsOptions {
 		t.Errorf("runhcs options are %s", n)
 	}
-	if annotations.KubernetesContainerType != AnnotationContainerType || annotations.KubernetesSandboxID != AnnotationSandboxID {
+	if annotations.KubernetesContainerType != cri.ContainerType || annotations.KubernetesSandboxID != cri.SandboxID {
 		t.Error("CRI annotation keys differ from hcsshim's")
 	}
 }
@@ -89,7 +91,7 @@ func TestUpstreamFacts(t *testing.T) {
 // A panic inside a rule becomes a denial by internal.error, in audit mode too.
 func TestEvaluateRecoversPanics(t *testing.T) {
 	boom := &rule{id: "untrusted.boom", threats: []string{"T13"}, calls: []Call{CallCreate}, action: "denial", summary: "panics",
-		check: func(st *state) {
+		check: func(ev *evaluation) {
 			var m map[string]string
 			m["x"] = "y"
 		}}
@@ -107,7 +109,7 @@ func TestEvaluateRecoversPanics(t *testing.T) {
 			t.Fatalf("%s: %+v", mode, d)
 		}
 		err = d.Error()
-		if !errors.Is(err, ErrDenied) || !strings.Contains(err.Error(), "isoguard: denied by rule internal.error: policy evaluation failed") {
+		if !errors.Is(err, ErrDenied) || !strings.HasPrefix(err.Error(), "denied by rule internal.error: policy evaluation failed") {
 			t.Errorf("%s: %v", mode, err)
 		}
 	}
@@ -128,7 +130,7 @@ func TestDecisionError(t *testing.T) {
 		{Rule: "untrusted.user", Reason: "audited", Audit: true},
 		{Rule: "untrusted.named-pipe", Reason: `mount of named pipe \\.\pipe\x is not allowed for tenant "default"`},
 	}}
-	want := `isoguard: denied by rule untrusted.hostpath: mount C:\Users\x\.ssh is not allowed for tenant "default"; denied by rule untrusted.named-pipe: mount of named pipe \\.\pipe\x is not allowed for tenant "default"`
+	want := `denied by rule untrusted.hostpath: mount C:\Users\x\.ssh is not allowed for tenant "default"; denied by rule untrusted.named-pipe: mount of named pipe \\.\pipe\x is not allowed for tenant "default"`
 	err := d.Error()
 	if err == nil || err.Error() != want {
 		t.Errorf("got  %v\nwant %s", err, want)

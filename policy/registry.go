@@ -9,14 +9,14 @@ import (
 // comment block stating the restricted fields and the allowed values.
 type rule struct {
 	id        string
-	threats   []string   // rows of threats.md, e.g. "T8"
+	threats   []string   // rows of docs/threat-model.md, e.g. "T8"
 	platforms []Platform // where it applies; nil = both
 	calls     []Call     // the calls it inspects
 	action    string     // "mutation", "denial" or "mutation or denial"
 	summary   string     // one line for docs and diagnostics
-	// check inspects st.in (the input as received) and records findings and mutations
-	// through st. It runs only for untrusted workloads.
-	check func(st *state)
+	// check inspects ev.in (the input as received) and records findings and mutations
+	// through ev. It runs only for untrusted workloads.
+	check func(ev *evaluation)
 }
 
 // RuleInfo describes one rule of the registry.

@@ -9,29 +9,42 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/isoguard/isoguard/shim/hooks"
 )
 
 // Semantic validation of a File. Every error names the field ("untrusted.mounts.
 // allowedHostPaths[1]") and, for a parsed file, its line.
 
-// controlledPrefixes are the annotation prefixes the annotations rule controls: hcsshim's
-// (pkg/annotations: io.microsoft.*, microsoft.com/*) and gVisor's (dev.gvisor.*: flag
-// overrides and mount hints read by runsc).
-const controlledPrefixes = "io.microsoft., microsoft.com/, dev.gvisor."
+// FieldError is one problem of a policy file: the field, its line (for a parsed file; 0
+// otherwise) and what is wrong. Errors about the file's content are *FieldError values,
+// joined, wrapping ErrInvalid.
+type FieldError struct {
+	Line    int
+	Field   string // e.g. "untrusted.mounts.allowedHostPaths[1]"
+	Problem string
+}
 
-// isControlledKey reports whether an annotation key has a controlled prefix (compared
-// ASCII case-insensitively: stricter than the runtimes, which compare exactly).
-func isControlledKey(k string) bool {
-	return hasPrefixFold(k, "io.microsoft.") || hasPrefixFold(k, "microsoft.com/") || hasPrefixFold(k, "dev.gvisor.")
+// Error renders "line N: field F: problem", leaving out what is unknown.
+func (e *FieldError) Error() string {
+	var b strings.Builder
+	if e.Line > 0 {
+		fmt.Fprintf(&b, "line %d: ", e.Line)
+	}
+	if e.Field != "" {
+		fmt.Fprintf(&b, "field %s: ", e.Field)
+	}
+	b.WriteString(e.Problem)
+	return b.String()
 }
 
 type validator struct {
 	f    *File
-	errs []error
+	errs []*FieldError
 }
 
 func (v *validator) add(path []any, format string, args ...any) {
-	v.errs = append(v.errs, fmt.Errorf("%s: %s", v.f.where(path...), fmt.Sprintf(format, args...)))
+	v.errs = append(v.errs, v.f.fieldError(path, fmt.Sprintf(format, args...)))
 }
 
 // validate checks the file's semantics. platform "" skips the platform-dependent checks
@@ -44,10 +57,8 @@ func (f *File) validate(platform Platform) error {
 	if f.Kind != Kind {
 		v.add([]any{"kind"}, "is %q, expected %q", f.Kind, Kind)
 	}
-	switch f.Delegate.StdinFormat {
-	case "", "auto", "any", "bootstrap":
-	default:
-		v.add([]any{"delegate", "stdinFormat"}, "is %q, expected auto, any or bootstrap", f.Delegate.StdinFormat)
+	if !f.Delegate.StdinFormat.Configurable() {
+		v.add([]any{"delegate", "stdinFormat"}, "is %q, expected %s, %s or %s", f.Delegate.StdinFormat, hooks.StdinAuto, hooks.StdinAny, hooks.StdinBootstrap)
 	}
 	switch f.Platform {
 	case "", Windows, Linux:
@@ -85,8 +96,17 @@ func (f *File) validate(platform Platform) error {
 	if len(v.errs) == 0 {
 		return nil
 	}
-	sort.SliceStable(v.errs, func(i, j int) bool { return lineOf(v.errs[i]) < lineOf(v.errs[j]) })
-	return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(v.errs...))
+	return invalid(v.errs)
+}
+
+// invalid joins field errors in file order, wrapping ErrInvalid.
+func invalid(errs []*FieldError) error {
+	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+	joined := make([]error, len(errs))
+	for i, e := range errs {
+		joined[i] = e
+	}
+	return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(joined...))
 }
 
 func (v *validator) mode(path []any, m Mode) {
@@ -140,8 +160,18 @@ func (k tenantKey) String() string {
 }
 
 func (v *validator) untrusted(platform Platform) {
+	v.users()
+	v.isolation(platform)
+	v.hostResources(platform)
+	v.annotations()
+	v.limits(platform)
+}
+
+// at is the path of a field of the untrusted section.
+func at(p ...any) []any { return append([]any{"untrusted"}, p...) }
+
+func (v *validator) users() {
 	u := v.f.Untrusted
-	at := func(p ...any) []any { return append([]any{"untrusted"}, p...) }
 	if u.User != "" {
 		if err := checkUserName(u.User); err != nil {
 			v.add(at("user"), "%v", err)
@@ -158,6 +188,10 @@ func (v *validator) untrusted(platform Platform) {
 	if u.LinuxUser.GID != nil && *u.LinuxUser.GID == 0 {
 		v.add(at("linuxUser", "gid"), "0 is the root group; untrusted workloads must not run in it")
 	}
+}
+
+func (v *validator) isolation(platform Platform) {
+	u := v.f.Untrusted
 	if u.AllowWritableFileShares && platform == Linux {
 		v.add(at("allowWritableFileShares"), "is a Windows setting; this policy is for linux")
 	}
@@ -173,6 +207,12 @@ func (v *validator) untrusted(platform Platform) {
 			v.add(at("sandboxRuntime"), "%q is neither an absolute path nor a bare binary name", rt)
 		}
 	}
+}
+
+// hostResources checks the host paths, disks and devices untrusted workloads may use;
+// paths and devices only once the platform is known.
+func (v *validator) hostResources(platform Platform) {
+	u := v.f.Untrusted
 	if platform != "" {
 		for i, raw := range u.Mounts.AllowedHostPaths {
 			if _, err := compilePrefix(platform, raw); err != nil {
@@ -190,29 +230,37 @@ func (v *validator) untrusted(platform Platform) {
 			v.add(at("mounts", "allowedDisks", i), "%q is not a disk source", d)
 		}
 	}
-	for i, k := range u.Annotations.Allowed {
+}
+
+func (v *validator) annotations() {
+	a := v.f.Untrusted.Annotations
+	for i, k := range a.Allowed {
 		switch {
 		case k == "" || k == "*":
 			v.add(at("annotations", "allowed", i), "%q would allow every annotation", k)
 		case strings.Contains(strings.TrimSuffix(k, "*"), "*"):
 			v.add(at("annotations", "allowed", i), "%q: \"*\" is only allowed at the end (a prefix)", k)
 		case !isControlledKey(k):
-			v.add(at("annotations", "allowed", i), "%q has none of the controlled prefixes %s; other annotations are never restricted", k, controlledPrefixes)
+			v.add(at("annotations", "allowed", i), "%q has none of the controlled prefixes %s; other annotations are never restricted", k, strings.Join(ControlledPrefixes(), ", "))
 		}
 	}
-	switch u.Annotations.OnDisallowed {
+	switch a.OnDisallowed {
 	case "", "strip", "deny":
 	default:
-		v.add(at("annotations", "onDisallowed"), "is %q, expected strip or deny", u.Annotations.OnDisallowed)
+		v.add(at("annotations", "onDisallowed"), "is %q, expected strip or deny", a.OnDisallowed)
 	}
-	if u.Limits.CPUMaximum > 10000 {
-		v.add(at("limits", "cpuMaximum"), "%d is above 10000 (100%%)", u.Limits.CPUMaximum)
+}
+
+func (v *validator) limits(platform Platform) {
+	l := v.f.Untrusted.Limits
+	if l.CPUMaximum > 10000 {
+		v.add(at("limits", "cpuMaximum"), "%d is above 10000 (100%%)", l.CPUMaximum)
 	}
-	if platform == Windows && u.Limits.CPUShares > 10000 {
-		v.add(at("limits", "cpuShares"), "%d is above 10000, the largest Windows CPU weight", u.Limits.CPUShares)
+	if platform == Windows && l.CPUShares > 10000 {
+		v.add(at("limits", "cpuShares"), "%d is above 10000, the largest Windows CPU weight", l.CPUShares)
 	}
-	if u.Limits.Pids < 0 {
-		v.add(at("limits", "pids"), "%d is negative", u.Limits.Pids)
+	if l.Pids < 0 {
+		v.add(at("limits", "pids"), "%d is negative", l.Pids)
 	}
 }
 
@@ -224,9 +272,18 @@ func ruleIDs() []string {
 	return ids
 }
 
+// fieldError is a FieldError for a field path ("untrusted", "mounts", "allowedHostPaths", 1).
+func (f *File) fieldError(path []any, problem string) *FieldError {
+	return &FieldError{Line: f.line(path...), Field: fieldPath(path), Problem: problem}
+}
+
 // where renders a field path as "line N: field a.b[2].c" (or "field a.b[2].c" when the
 // file was not parsed or the field is absent from it).
 func (f *File) where(path ...any) string {
+	return strings.TrimSuffix(f.fieldError(path, "").Error(), ": ")
+}
+
+func fieldPath(path []any) string {
 	var b strings.Builder
 	for i, p := range path {
 		switch p := p.(type) {
@@ -239,10 +296,7 @@ func (f *File) where(path ...any) string {
 			b.WriteString(p)
 		}
 	}
-	if line := f.line(path...); line > 0 {
-		return fmt.Sprintf("line %d: field %s", line, b.String())
-	}
-	return "field " + b.String()
+	return b.String()
 }
 
 // line finds the line of a field in the parsed document: the value's line, or for a
@@ -279,29 +333,23 @@ func (f *File) line(path ...any) int {
 	return line
 }
 
-// lineOf extracts N from an error starting "line N:" (0 otherwise), for sorting.
-func lineOf(err error) int {
-	s, ok := strings.CutPrefix(err.Error(), "line ")
-	if !ok {
-		return 0
-	}
-	n, _ := strconv.Atoi(s[:strings.IndexByte(s+":", ':')])
-	return n
-}
-
-// typeErrors rewrites yaml.v3's "line N: <problem>" errors as "line N: field <path>:
-// <problem>", finding the field by its line in the node tree.
+// typeErrors turns yaml.v3's decoding errors, which it gives only as text "line N:
+// <problem>", into FieldErrors, finding each field by its line in the node tree.
 func typeErrors(root *yaml.Node, te *yaml.TypeError) error {
-	errs := make([]error, 0, len(te.Errors))
+	errs := make([]*FieldError, 0, len(te.Errors))
 	for _, e := range te.Errors {
-		rest, ok := strings.CutPrefix(e, "line ")
-		n, _ := strconv.Atoi(rest[:strings.IndexByte(rest+":", ':')])
-		if path := pathAtLine(root, n); ok && path != "" {
-			e = fmt.Sprintf("line %d: field %s:%s", n, path, rest[strings.IndexByte(rest+":", ':')+1:])
+		fe := &FieldError{Problem: e}
+		if rest, ok := strings.CutPrefix(e, "line "); ok {
+			if n, problem, ok := strings.Cut(rest, ":"); ok {
+				if line, err := strconv.Atoi(n); err == nil {
+					fe.Line, fe.Problem = line, strings.TrimSpace(problem)
+					fe.Field = pathAtLine(root, line)
+				}
+			}
 		}
-		errs = append(errs, errors.New(e))
+		errs = append(errs, fe)
 	}
-	return errors.Join(errs...)
+	return invalid(errs)
 }
 
 // pathAtLine returns the field path ("a.b[2].c") of the first mapping key or sequence item

@@ -1,13 +1,31 @@
 package shim
 
 import (
+	"bytes"
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
+	apitypes "github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/isoguard/isoguard/shim/internal/bootstrap"
+)
+
+// Bounds on the delegate's own commands. waitDelay bounds how long a command's output
+// pipes are read after it exited or was killed: a grandchild that inherited them (a
+// delegate's daemon, say) must not keep the wrapper waiting past the timeout.
+const (
+	delegateStartTimeout  = 2 * time.Minute
+	delegateDeleteTimeout = 2 * time.Minute
+	delegateInfoTimeout   = 10 * time.Second
+	waitDelay             = 2 * time.Second
 )
 
 // findDelegate resolves the delegate shim binary: the configured path if any, else the OS
@@ -25,11 +43,11 @@ func findDelegate(configured string, f Flags) (string, error) {
 	} else if path, err = defaultDelegate(f); err != nil {
 		return "", err
 	}
-	st, err := os.Stat(path)
+	fi, err := os.Stat(path)
 	if err != nil {
 		return "", fmt.Errorf("delegate shim %s: %w: %w", path, err, errdefs.ErrNotFound)
 	}
-	if st.IsDir() {
+	if fi.IsDir() {
 		return "", fmt.Errorf("delegate shim %s is a directory: %w", path, errdefs.ErrInvalidArgument)
 	}
 	if self, err := os.Executable(); err == nil && sameFile(self, path) {
@@ -50,7 +68,7 @@ func sameFile(a, b string) bool {
 	return os.SameFile(sa, sb)
 }
 
-// lookPathExcludingSelf finds name on PATH like exec.LookPath.
+// lookPath finds the default delegate name on PATH, as an absolute path.
 func lookPath(name string) (string, error) {
 	p, err := exec.LookPath(name)
 	if err != nil {
@@ -58,4 +76,68 @@ func lookPath(name string) (string, error) {
 			name, strings.TrimSpace(os.Getenv("PATH")), errdefs.ErrNotFound)
 	}
 	return filepath.Abs(p)
+}
+
+// delegateCommand is one of the delegate's short-lived commands, bounded by timeout.
+func delegateCommand(ctx context.Context, timeout time.Duration, path string, args ...string) (*exec.Cmd, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.WaitDelay = waitDelay
+	return cmd, cancel
+}
+
+// runDelegateStart runs the delegate's `start` with containerd's argv, in the bundle.
+func runDelegateStart(ctx context.Context, path string, f Flags, bundleDir string, stdin []byte) (bootstrap.Answer, error) {
+	cmd, cancel := delegateCommand(ctx, delegateStartTimeout, path, f.delegateArgs(ActionStart)...)
+	defer cancel()
+	cmd.Dir = bundleDir
+	cmd.Stdin = bytes.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return bootstrap.Answer{}, fmt.Errorf("delegate %s start failed: %w: %w: %s", path, err, errdefs.ErrUnavailable, bootstrap.Truncate(string(bytes.TrimSpace(out)), 4096))
+	}
+	a, err := bootstrap.ParseAnswer(out)
+	if err != nil {
+		return bootstrap.Answer{}, fmt.Errorf("delegate %s: %w", path, err)
+	}
+	if a.Address == f.Socket {
+		return bootstrap.Answer{}, fmt.Errorf("delegate %s answered the wrapper's own address %s: %w", path, a.Address, errdefs.ErrInvalidArgument)
+	}
+	return a, nil
+}
+
+// runDelegateDelete runs `<delegate> ... delete` with containerd's argv in the current
+// directory (containerd chose it). The delegate's stderr is relayed to stderr (containerd
+// logs it as warnings).
+func runDelegateDelete(ctx context.Context, path string, f Flags, stderr io.Writer) ([]byte, error) {
+	cmd, cancel := delegateCommand(ctx, delegateDeleteTimeout, path, f.delegateArgs(ActionDelete)...)
+	defer cancel()
+	var out, errb bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &errb
+	err := cmd.Run()
+	if errb.Len() > 0 {
+		_, _ = stderr.Write(errb.Bytes())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("delegate %s delete failed: %w: %w", path, err, errdefs.ErrUnavailable)
+	}
+	return out.Bytes(), nil
+}
+
+// runDelegateInfo runs `<delegate> -info` (shims built on containerd's pkg/shim support it;
+// runhcs does not, which is fine: the wrapper then answers for itself).
+func runDelegateInfo(ctx context.Context, path string, options []byte) (*apitypes.RuntimeInfo, error) {
+	cmd, cancel := delegateCommand(ctx, delegateInfoTimeout, path, "-info")
+	defer cancel()
+	cmd.Stdin = bytes.NewReader(options)
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s -info: %w", path, err)
+	}
+	var ri apitypes.RuntimeInfo
+	if err := proto.Unmarshal(out, &ri); err != nil {
+		return nil, fmt.Errorf("%s -info printed no RuntimeInfo: %v: %w", path, err, errdefs.ErrInvalidArgument)
+	}
+	return &ri, nil
 }

@@ -4,8 +4,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/isoguard/isoguard/internal/bundle"
+	"github.com/isoguard/isoguard/shim/internal/bootstrap"
 )
 
 // Action is the first positional argument containerd passes after the global flags.
@@ -82,10 +86,10 @@ func (f Flags) validate() error {
 	if len(missing) > 0 {
 		return fmt.Errorf("missing required flags %v: %w", missing, errdefs.ErrInvalidArgument)
 	}
-	if err := checkPathElement("-id", f.ID); err != nil {
+	if err := bundle.CheckPathElement("-id", f.ID); err != nil {
 		return err
 	}
-	if err := checkPathElement("-namespace", f.Namespace); err != nil {
+	if err := bundle.CheckPathElement("-namespace", f.Namespace); err != nil {
 		return err
 	}
 	if f.Action == ActionDelete && f.Bundle == "" {
@@ -110,6 +114,14 @@ func (f Flags) delegateArgs(action Action) []string {
 		args = append(args, "-debug")
 	}
 	return append(args, string(action))
+}
+
+// launch is what containerd told this shim on its command line and in its environment.
+func (f Flags) launch() bootstrap.Launch {
+	return bootstrap.Launch{
+		ID: f.ID, Namespace: f.Namespace, GRPCAddress: f.Address,
+		TTRPCAddress: os.Getenv("TTRPC_ADDRESS"), ContainerdBinary: f.PublishBinary, Debug: f.Debug,
+	}
 }
 
 // serveArgs is the argument list of the wrapper's own daemon.

@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"github.com/containerd/log"
+
+	"github.com/isoguard/isoguard/internal/bundle"
 )
 
 // openLogOutput opens the bundle's `log` fifo, which containerd reads and copies into its
@@ -22,9 +24,9 @@ func openLogOutput(ctx context.Context, _ Flags) io.Writer {
 	if err != nil {
 		return nil
 	}
-	f, err := os.OpenFile(filepath.Join(dir, "log"), os.O_WRONLY|syscall.O_NONBLOCK, 0)
+	f, err := os.OpenFile(filepath.Join(dir, bundle.LogFifo), os.O_WRONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		log.G(ctx).WithError(err).Debug("containerd log fifo not available; logging to " + DaemonLog)
+		log.G(ctx).WithError(err).Debug("containerd log fifo not available; logging to " + bundle.DaemonLog)
 		return nil
 	}
 	if err := syscall.SetNonblock(int(f.Fd()), false); err != nil {

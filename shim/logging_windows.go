@@ -11,6 +11,7 @@ import (
 	"github.com/Microsoft/go-winio/pkg/guid"
 	"github.com/containerd/log"
 
+	"github.com/isoguard/isoguard/internal/bundle"
 	"github.com/isoguard/isoguard/version"
 )
 
@@ -54,7 +55,7 @@ func registerETW(ctx context.Context, f Flags) {
 	// The provider is never closed: it lives until the process exits (as runhcs's).
 	provider, err := etw.NewProviderWithOptions(ETWProviderName, etw.WithID(id))
 	if err != nil || provider == nil { // nil: a platform without ETW support (windows/arm)
-		log.G(ctx).WithError(err).Warn("ETW provider not registered; logging to " + DaemonLog + " only")
+		log.G(ctx).WithError(err).Warn("ETW provider not registered; logging to " + bundle.DaemonLog + " only")
 		return
 	}
 	hook, err := etwlogrus.NewHookFromProvider(provider)

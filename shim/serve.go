@@ -1,351 +1,280 @@
 package shim
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
+
+	"github.com/isoguard/isoguard/internal/bundle"
+	"github.com/isoguard/isoguard/internal/cri"
+	"github.com/isoguard/isoguard/internal/logfields"
+	"github.com/isoguard/isoguard/shim/hooks"
+	"github.com/isoguard/isoguard/shim/internal/bootstrap"
+	"github.com/isoguard/isoguard/shim/internal/relay"
+	"github.com/isoguard/isoguard/shim/internal/transport"
 )
 
-const (
-	// delegateStartTimeout bounds the delegate's `start`.
-	delegateStartTimeout = 2 * time.Minute
-	// connectTimeout bounds connecting to the delegate after its start answered. Each
-	// attempt has its own short deadline: a first handshake that hangs is retried
-	// (correct on Windows too; needed under wine, see docs/windows-wine.md).
-	connectTimeout  = 30 * time.Second
-	connectAttempt  = 2 * time.Second
-	shutdownTimeout = 10 * time.Second
-	// freeMemoryInterval: how often the idle daemon returns freed memory to the OS
-	// (containerd's shims: every 30 s; a forced collection of this small heap costs ~1 ms).
-	freeMemoryInterval = 10 * time.Second
-	firstFreeMemory    = time.Second
-)
+// shutdownTimeout bounds how long the daemon waits for calls in flight when it ends.
+const shutdownTimeout = 10 * time.Second
 
-// readiness is what the daemon tells `start` on its stdout pipe, as one JSON object.
-type readiness struct {
-	Address string `json:"address,omitempty"`
-	Error   string `json:"error,omitempty"`
+// daemon is one wrapper instance: a pod sandbox's or a standalone container's.
+type daemon struct {
+	f      Flags
+	hooks  hooks.Hooks
+	bundle string
+	rec    *bundle.Record // what the wrapper records in the bundle
+	inst   *hooks.Instance
+
+	delegateGone chan struct{} // closed when the delegate's connection closes
+	goneOnce     sync.Once
 }
 
-// serve is the wrapper daemon: it runs the delegate's start, connects to it, serves
-// containerd's task API on f.Socket and relays it, until the delegate goes away.
-// ready receives the readiness report and is closed before serving.
-func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, hooks Hooks) (retErr error) {
-	reported := false
-	report := func(r readiness) {
-		if reported {
-			return
-		}
-		reported = true
-		_ = json.NewEncoder(ready).Encode(r)
-		ready.Close()
-	}
+func (d *daemon) gone() { d.goneOnce.Do(func() { close(d.delegateGone) }) }
+
+// serve is the wrapper daemon: it decides the instance's start, runs the delegate's start,
+// connects to it, serves containerd's task API on f.Socket and relays it, until the
+// delegate goes away or the daemon is signalled. ready receives the readiness report,
+// which `start` waits for.
+func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, h hooks.Hooks) (retErr error) {
+	rep := &reporter{w: ready}
 	defer func() {
 		if retErr != nil {
-			report(readiness{Error: retErr.Error()})
+			rep.report(readiness{Error: retErr.Error()})
 		}
 	}()
+	// From here on a SIGTERM ends the daemon in order: a delegate it started is cleaned up.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(sigs)
 	if f.Socket == "" {
 		return fmt.Errorf("serve needs -socket: %w", errdefs.ErrInvalidArgument)
 	}
 	began := time.Now()
-	sc, err := readStartContext(f, stdin)
+	d, delegateStdin, err := decideStart(ctx, f, stdin, h)
 	if err != nil {
 		return err
 	}
-	in, bundle, role := sc.in, sc.bundle, sc.role
-	if role.IsWorkload() {
-		return fmt.Errorf("serve: container %s joins pod %s and must not get a wrapper of its own: %w", f.ID, role.SandboxID, errdefs.ErrInvalidArgument)
-	}
-	settings, settingsErr := delegateSettings()
-	delegatePath, err := findDelegate(settings.Path, f)
-	if settingsErr != nil {
-		// A policy file that cannot be read decides nothing: the start hook records and
-		// denies (fail closed); without a hook that does, the error itself denies.
-		inst := &Instance{Namespace: f.Namespace, Bundle: bundle, State: &State{ID: f.ID, Namespace: f.Namespace, Delegate: DelegateState{Path: delegatePath}}}
-		if herr := runHook(ctx, "start", func() error { return hooks.Start(ctx, inst, &in) }); herr != nil {
-			return herr
-		}
-		return settingsErr
-	}
-	if err != nil {
-		return err
-	}
-	format, err := delegateStdinFormat(StdinFormat(settings.StdinFormat), delegatePath, in.Format)
-	if err != nil {
-		return err
-	}
-	inst := &Instance{
-		Namespace: f.Namespace,
-		Bundle:    bundle,
-		State: &State{
-			ID:        f.ID,
-			Namespace: f.Namespace,
-			Sandbox:   role.Type == ContainerTypeSandbox,
-			Address:   f.Socket,
-			Pid:       os.Getpid(),
-			Delegate:  DelegateState{Path: delegatePath, StdinFormat: format},
-		},
-	}
-	ctx = log.WithLogger(ctx, log.G(ctx).WithFields(log.Fields{logID: f.ID, logNamespace: f.Namespace}))
-	if err := runHook(ctx, "start", func() error { return hooks.Start(ctx, inst, &in) }); err != nil {
-		return err
-	}
+	ctx = log.WithLogger(ctx, log.G(ctx).WithFields(log.Fields{logfields.ID: f.ID, logfields.Namespace: f.Namespace}))
 	decided := time.Now()
-	delegateStdin, err := in.Encode(format, f, os.Getenv)
-	if err != nil {
-		return err
-	}
 
 	// Listen before starting the delegate: a wrapper that cannot serve must not leave a
 	// delegate running.
-	l, err := listen(f.Socket)
+	l, closeListener, err := listen(ctx, f.Socket)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", f.Socket, err)
-	}
-	defer func() {
-		l.Close()
-		if err := removeAddress(f.Socket); err != nil {
-			log.G(ctx).WithError(err).Warn("remove wrapper socket")
-		}
-	}()
-
-	answer, err := startDelegate(ctx, delegatePath, f, bundle, delegateStdin)
-	if err != nil {
-		// A delegate whose start failed (or was killed at its timeout) may have spawned its
-		// daemon already: clean it up like one that cannot be reached.
-		inst.State.Delegate.Pid = readPidFile(filepath.Join(bundle, "shim.pid"))
-		cleanupDelegate(ctx, f, inst.State, bundle)
 		return err
+	}
+	defer closeListener()
+	answer, err := d.startDelegate(ctx, delegateStdin)
+	if err != nil {
+		return err
+	}
+	if s, ok := signalled(sigs); ok {
+		d.cleanupDelegate(ctx)
+		return fmt.Errorf("stopped by %s while the delegate started: %w", s, errdefs.ErrAborted)
 	}
 	delegateStarted := time.Now()
-	inst.State.Delegate.Address = answer.Address
-	inst.State.Delegate.Version = answer.Version
-	log.G(ctx).WithFields(log.Fields{logDelegate: delegatePath, logAddress: answer.Address, logVersion: answer.Version}).Info("delegate started")
-
-	delegateGone := make(chan struct{})
-	var goneOnce sync.Once
-	gone := func() { goneOnce.Do(func() { close(delegateGone) }) }
-	dc := dialDelegate(ctx, answer, gone)
+	dc := relay.Dial(ctx, answer.Address, answer.Version, d.gone)
 	defer dc.Close()
-
-	if err := writeBundleFiles(bundle, inst.State); err != nil {
-		_ = dc.wait(ctx)
-		inst.State.Delegate.Pid = dc.pid
-		cleanupDelegate(ctx, f, inst.State, bundle)
+	if err := d.recordStart(ctx, dc, delegateStarted); err != nil {
 		return err
 	}
-	// Record the delegate's pid once its handshake succeeded; a delegate that started but
-	// cannot be reached is cleaned up and ends the wrapper (containerd then runs `delete`).
-	go func() {
-		if err := dc.wait(ctx); err != nil {
-			log.G(ctx).WithError(err).Error("delegate not reachable; wrapper exits")
-			cleanupDelegate(ctx, f, inst.State, bundle)
-			gone()
-			return
-		}
-		st := *inst.State
-		st.Delegate.Pid = dc.pid
-		if err := writeState(bundle, &st); err != nil {
-			log.G(ctx).WithError(err).Error("record the delegate's pid")
-		}
-		log.G(ctx).WithFields(log.Fields{logPid: dc.pid, logConnect: time.Since(delegateStarted).String()}).Debug("delegate connected")
-	}()
-
-	proxy, err := NewProxy(dc, answer.Version, hooks, inst)
-	if err != nil {
-		return err
-	}
-	srv, err := ttrpc.NewServer(serverOptions()...)
+	srv, proxy, err := d.newServer(dc, answer.Version)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
-	proxy.Register(srv)
-
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, l) }()
-	report(readiness{Address: f.Socket})
-	// Give start-up's garbage (policy, spec, delegate start) back to the OS once containerd
-	// has created and started the task -- a forced collection right now would compete with
-	// containerd's Create for the CPU -- and then keep the daemon small like containerd's
-	// shims do (pkg/shim/shim.go setRuntime).
-	go func() {
-		time.Sleep(firstFreeMemory)
-		for {
-			debug.FreeOSMemory()
-			time.Sleep(freeMemoryInterval)
-		}
-	}()
+	rep.report(readiness{Address: f.Socket})
+	go freeMemory()
 	log.G(ctx).WithFields(log.Fields{
-		logAddress: f.Socket, logPid: os.Getpid(),
-		logDecide:        decided.Sub(began).String(),
-		logDelegateStart: delegateStarted.Sub(decided).String(),
-	}).Info("isoguard wrapper serving")
+		logfields.Address: f.Socket, logfields.Pid: os.Getpid(),
+		logfields.Decide:        decided.Sub(began).String(),
+		logfields.DelegateStart: delegateStarted.Sub(decided).String(),
+	}).Info("wrapper serving")
+	err = d.awaitEnd(ctx, served, sigs)
+	shutdown(ctx, srv, proxy)
+	return err
+}
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
-	defer signal.Stop(sigs)
+// listen opens the wrapper's address; the returned func closes it and removes what it
+// leaves.
+func listen(ctx context.Context, address string) (net.Listener, func(), error) {
+	l, err := transport.Listen(address)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen on %s: %w", address, err)
+	}
+	return l, func() {
+		l.Close()
+		if err := transport.RemoveAddress(address); err != nil {
+			log.G(ctx).WithError(err).Warn("remove wrapper socket")
+		}
+	}, nil
+}
 
+// decideStart reads what containerd gave the daemon, runs the start hook (which may
+// choose the delegate and change its options) and resolves the delegate. It returns the
+// instance and what the delegate gets on stdin.
+func decideStart(ctx context.Context, f Flags, stdin io.Reader, h hooks.Hooks) (*daemon, []byte, error) {
+	sc, err := readStartContext(f, stdin)
+	if err != nil {
+		return nil, nil, err
+	}
+	if sc.role.IsWorkload() {
+		return nil, nil, fmt.Errorf("container %s joins pod %s and gets no wrapper of its own: %w", f.ID, sc.sandboxID, errdefs.ErrInvalidArgument)
+	}
+	d := &daemon{
+		f: f, hooks: h, bundle: sc.bundle, delegateGone: make(chan struct{}),
+		inst: &hooks.Instance{Namespace: f.Namespace, ID: f.ID, Bundle: sc.bundle, Sandbox: sc.role == cri.RoleSandbox},
+	}
+	req := &hooks.StartRequest{Options: sc.in.Options}
+	if err := relay.RunHook(ctx, "start", func() error { return h.Start(ctx, d.inst, req) }); err != nil {
+		return nil, nil, err
+	}
+	path, err := findDelegate(req.Delegate.Path, f)
+	if err != nil {
+		return nil, nil, err
+	}
+	format, err := bootstrap.DelegateFormat(req.Delegate.StdinFormat, path, sc.in.Format)
+	if err != nil {
+		return nil, nil, err
+	}
+	d.inst.Delegate = hooks.Delegate{Path: path, StdinFormat: format}
+	d.rec = &bundle.Record{
+		ID: f.ID, Namespace: f.Namespace, Sandbox: d.inst.Sandbox, Address: f.Socket, Pid: os.Getpid(),
+		Delegate: bundle.Delegate{Path: path, StdinFormat: format},
+		Pins:     d.inst.Pins,
+	}
+	sc.in.Options = req.Options
+	delegateStdin, err := sc.in.Encode(format, f.launch())
+	return d, delegateStdin, err
+}
+
+// startDelegate runs the delegate's start; a delegate whose start failed (or was killed at
+// its timeout) may have spawned its daemon already, which is cleaned up.
+func (d *daemon) startDelegate(ctx context.Context, stdin []byte) (bootstrap.Answer, error) {
+	answer, err := runDelegateStart(ctx, d.rec.Delegate.Path, d.f, d.bundle, stdin)
+	if err != nil {
+		d.rec.Delegate.Pid = bundle.ReadPid(filepath.Join(d.bundle, bundle.PidFile))
+		d.cleanupDelegate(ctx)
+		return answer, err
+	}
+	d.rec.Delegate.Address, d.rec.Delegate.Version = answer.Address, answer.Version
+	log.G(ctx).WithFields(log.Fields{logfields.Delegate: d.rec.Delegate.Path, logfields.Address: answer.Address, logfields.Version: answer.Version}).Info("delegate started")
+	return answer, nil
+}
+
+// recordStart writes the wrapper's record and the files containerd restores from, all
+// naming the wrapper, once the delegate's start wrote its own. The delegate's pid is added
+// once its first handshake succeeded; a delegate that started but cannot be reached is
+// cleaned up and ends the wrapper (containerd then runs `delete`).
+func (d *daemon) recordStart(ctx context.Context, dc *relay.Delegate, started time.Time) error {
+	err := bundle.WriteRecord(d.bundle, d.rec)
+	if err != nil {
+		err = fmt.Errorf("write isoguard record: %w", err)
+	} else {
+		err = bundle.WriteRestoreFiles(d.bundle, d.rec.Address, d.rec.Pid)
+	}
+	if err != nil {
+		_ = dc.Wait(ctx)
+		d.rec.Delegate.Pid = dc.Pid()
+		d.cleanupDelegate(ctx)
+		return err
+	}
+	go func() {
+		if err := dc.Wait(ctx); err != nil {
+			log.G(ctx).WithError(err).Error("delegate not reachable; wrapper exits")
+			d.cleanupDelegate(ctx)
+			d.gone()
+			return
+		}
+		rec := *d.rec
+		rec.Delegate.Pid = dc.Pid()
+		if err := bundle.WriteRecord(d.bundle, &rec); err != nil {
+			log.G(ctx).WithError(err).Error("record the delegate's pid")
+		}
+		log.G(ctx).WithFields(log.Fields{logfields.Pid: rec.Delegate.Pid, logfields.Connect: time.Since(started).String()}).Debug("delegate connected")
+	}()
+	return nil
+}
+
+// newServer is the ttrpc server containerd talks to, with the relay registered.
+func (d *daemon) newServer(dc *relay.Delegate, version int) (*ttrpc.Server, *relay.Proxy, error) {
+	proxy, err := relay.New(dc, version, d.hooks, d.inst)
+	if err != nil {
+		return nil, nil, err
+	}
+	srv, err := ttrpc.NewServer(transport.ServerOptions()...)
+	if err != nil {
+		return nil, nil, err
+	}
+	proxy.Register(srv)
+	return srv, proxy, nil
+}
+
+// awaitEnd waits for what ends the daemon: the delegate's connection closing (its normal
+// end, after Shutdown), the server failing, or a signal.
+func (d *daemon) awaitEnd(ctx context.Context, served <-chan error, sigs <-chan os.Signal) error {
 	select {
-	case <-delegateGone:
+	case <-d.delegateGone:
 		log.G(ctx).Info("delegate connection closed; wrapper exits")
 	case err := <-served:
 		if err != nil && !errors.Is(err, ttrpc.ErrServerClosed) {
 			log.G(ctx).WithError(err).Error("ttrpc server failed")
+			return fmt.Errorf("serve on %s: %w", d.f.Socket, err)
 		}
 	case s := <-sigs:
-		log.G(ctx).WithField(logSignal, s.String()).Info("wrapper stopped by signal")
+		log.G(ctx).WithField(logfields.Signal, s.String()).Info("wrapper stopped by signal")
 	}
-	// Let answers in flight (notably the Shutdown that made the delegate exit) reach
-	// containerd before the connection closes: wait for the handlers, then close the
-	// (now idle) connections. ttrpc's Shutdown re-checks idleness only every 200 ms, so
-	// it gets a short deadline and Close finishes the job; containerd takes a connection
-	// closed while it awaits Shutdown's answer as success (core/runtime/v2/shim.go).
-	proxy.waitIdle(shutdownTimeout)
+	return nil
+}
+
+// shutdown lets answers in flight (notably the Shutdown that made the delegate exit) reach
+// containerd before the connection closes: it waits for the handlers, then closes the
+// (now idle) connections. ttrpc's Shutdown re-checks idleness only every 200 ms, so it
+// gets a short deadline and Close finishes the job; containerd takes a connection closed
+// while it awaits Shutdown's answer as success (core/runtime/v2/shim.go).
+func shutdown(ctx context.Context, srv *ttrpc.Server, proxy *relay.Proxy) {
+	proxy.WaitIdle(shutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Millisecond)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.G(ctx).WithError(err).Warn("ttrpc server shutdown")
 	}
 	_ = srv.Close()
-	return nil
-}
-
-// startDelegate runs the delegate's `start` with containerd's argv, in the bundle.
-func startDelegate(ctx context.Context, path string, f Flags, bundle string, stdin []byte) (Answer, error) {
-	ctx, cancel := context.WithTimeout(ctx, delegateStartTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, path, f.delegateArgs(ActionStart)...)
-	cmd.Dir = bundle
-	cmd.Stdin = bytes.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return Answer{}, fmt.Errorf("delegate %s start failed: %w: %w: %s", path, err, errdefs.ErrUnavailable, truncate(string(bytes.TrimSpace(out)), 4096))
-	}
-	a, err := ParseAnswer(out)
-	if err != nil {
-		return Answer{}, fmt.Errorf("delegate %s: %w", path, err)
-	}
-	if a.Address == f.Socket {
-		return Answer{}, fmt.Errorf("delegate %s answered the wrapper's own address %s: %w", path, a.Address, errdefs.ErrInvalidArgument)
-	}
-	return a, nil
-}
-
-// connectDelegate dials the delegate and checks it answers Connect, retrying the first
-// handshake under a deadline. It returns the client and the delegate's shim pid.
-func connectDelegate(ctx context.Context, a Answer, onClose func()) (*ttrpc.Client, int, error) {
-	service := TaskServiceV2
-	if a.Version == 3 {
-		service = TaskServiceV3
-	}
-	deadline := time.Now().Add(connectTimeout)
-	var lastErr error
-	for attempt := 0; time.Now().Before(deadline) && ctx.Err() == nil; attempt++ {
-		if attempt > 0 {
-			time.Sleep(min(time.Duration(attempt)*20*time.Millisecond, 500*time.Millisecond))
-		}
-		conn, err := dial(a.Address, connectAttempt)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		closed := make(chan struct{})
-		client := ttrpc.NewClient(conn, ttrpc.WithOnClose(func() {
-			select {
-			case <-closed:
-				return // a discarded attempt
-			default:
-			}
-			onClose()
-		}))
-		// The attempt's deadline must bound the request's write too: ttrpc honours the
-		// context only while awaiting the answer, and a pipe instance nobody reads (go-winio's
-		// placeholder under wine; any delegate that accepts but does not read) blocks the
-		// write forever.
-		_ = conn.SetWriteDeadline(time.Now().Add(connectAttempt))
-		actx, cancel := context.WithTimeout(ctx, connectAttempt)
-		var resp taskv2.ConnectResponse
-		err = client.Call(actx, service, "Connect", &taskv2.ConnectRequest{}, &resp)
-		cancel()
-		if err == nil {
-			err = conn.SetWriteDeadline(time.Time{})
-		}
-		if err != nil {
-			lastErr = err
-			close(closed)
-			client.Close()
-			continue
-		}
-		return client, int(resp.GetShimPid()), nil
-	}
-	return nil, 0, fmt.Errorf("delegate at %s did not answer Connect within %s: %w: %w", a.Address, connectTimeout, lastErr, errdefs.ErrUnavailable)
-}
-
-// writeBundleFiles records the wrapper in the bundle after the delegate's start wrote its
-// own files: isoguard's record, then the files containerd restores from (`address` for
-// containerd 1.x, `bootstrap.json` for 2.x, and `shim.pid`), all naming the WRAPPER.
-func writeBundleFiles(bundle string, st *State) error {
-	if err := writeState(bundle, st); err != nil {
-		return fmt.Errorf("write isoguard record: %w", err)
-	}
-	return writeRestoreFiles(bundle, st.Address, st.Pid)
-}
-
-func writeRestoreFiles(bundle, address string, pid int) error {
-	if err := writeFileAtomic(filepath.Join(bundle, "address"), []byte(address), 0o600); err != nil {
-		return err
-	}
-	if err := writeFileAtomic(filepath.Join(bundle, "shim.pid"), []byte(strconv.Itoa(pid)), 0o600); err != nil {
-		return err
-	}
-	bj, err := json.Marshal(map[string]any{"version": 2, "address": address, "protocol": "ttrpc"})
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(filepath.Join(bundle, "bootstrap.json"), bj, 0o644)
 }
 
 // cleanupDelegate ends a delegate this wrapper started: its `delete` (which also cleans
 // what it created), then its process if still there.
-func cleanupDelegate(ctx context.Context, f Flags, st *State, bundle string) {
-	f.Bundle = bundle
-	if _, err := runDelegateDelete(ctx, st.Delegate.Path, f, io.Discard); err != nil {
+func (d *daemon) cleanupDelegate(ctx context.Context) {
+	f := d.f
+	f.Bundle = d.bundle
+	if _, err := runDelegateDelete(ctx, d.rec.Delegate.Path, f, io.Discard); err != nil {
 		log.G(ctx).WithError(err).Warn("delegate delete during cleanup")
 	}
-	if processMatches(st.Delegate.Pid, st.Delegate.Path, st.ID) {
-		_ = terminate(st.Delegate.Pid, 2*time.Second)
+	if processMatches(d.rec.Delegate.Pid, d.rec.Delegate.Path, d.rec.ID) {
+		_ = terminate(d.rec.Delegate.Pid, 2*time.Second)
 	}
 }
 
-// readPidFile reads a pid file the delegate's start wrote (0 if there is none).
-func readPidFile(path string) int {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
+// signalled reports a signal already received, without waiting.
+func signalled(sigs <-chan os.Signal) (os.Signal, bool) {
+	select {
+	case s := <-sigs:
+		return s, true
+	default:
+		return nil, false
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		return 0
-	}
-	return pid
 }

@@ -2,9 +2,9 @@ package shim
 
 import (
 	"bytes"
-
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,8 +12,43 @@ import (
 	"testing"
 
 	apitypes "github.com/containerd/containerd/api/types"
+	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/isoguard/isoguard/internal/bundle"
+	"github.com/isoguard/isoguard/internal/cri"
+	"github.com/isoguard/isoguard/shim/hooks"
+	"github.com/isoguard/isoguard/shim/internal/transport"
 )
+
+func testFlags() Flags {
+	return Flags{Namespace: "k8s.io", Address: "/run/containerd/containerd.sock", PublishBinary: "/usr/bin/containerd", ID: "abc123"}
+}
+
+func specWith(t *testing.T, ann map[string]string) []byte {
+	t.Helper()
+	b, err := json.Marshal(map[string]any{"ociVersion": "1.1.0", "annotations": ann})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// stubHooks is a hooks.Hooks whose delegate and start outcome a test sets.
+type stubHooks struct {
+	hooks.PassThrough
+	delegate hooks.Delegate
+	startErr error
+}
+
+func (h stubHooks) Delegate(context.Context) (hooks.Delegate, error) { return h.delegate, nil }
+func (h stubHooks) Start(_ context.Context, _ *hooks.Instance, req *hooks.StartRequest) error {
+	req.Delegate = h.delegate
+	return h.startErr
+}
+func (h stubHooks) Describe() map[string]string {
+	return map[string]string{"test.dev/described": "yes"}
+}
 
 func writeBundleSpec(t *testing.T, bundle string, ann map[string]string) {
 	t.Helper()
@@ -30,57 +65,57 @@ func startArgv(id string) []string {
 }
 
 // podFixture makes a namespace directory with a recorded sandbox sb1 whose wrapper listens.
-func podFixture(t *testing.T, sandbox bool, listening bool) (nsDir string, st *State) {
+func podFixture(t *testing.T, sandbox bool, listening bool) (nsDir string, rec *bundle.Record) {
 	t.Helper()
 	nsDir = t.TempDir()
 	sb := filepath.Join(nsDir, "sb1")
-	writeBundleSpec(t, sb, map[string]string{AnnotationContainerType: "sandbox", AnnotationSandboxID: "sb1"})
-	st = &State{ID: "sb1", Namespace: "k8s.io", Sandbox: sandbox, Pid: 4242,
+	writeBundleSpec(t, sb, map[string]string{cri.ContainerType: "sandbox", cri.SandboxID: "sb1"})
+	rec = &bundle.Record{ID: "sb1", Namespace: "k8s.io", Sandbox: sandbox, Pid: 4242,
 		Address:  "unix://" + filepath.Join(nsDir, "wrapper.sock"),
-		Delegate: DelegateState{Path: "/usr/bin/containerd-shim-runc-v2", Address: "unix://" + filepath.Join(nsDir, "delegate.sock"), Version: 3}}
+		Delegate: bundle.Delegate{Path: "/usr/bin/containerd-shim-runc-v2", Address: "unix://" + filepath.Join(nsDir, "delegate.sock"), Version: 3}}
 	if listening {
-		l, err := listen(st.Address)
+		l, err := transport.Listen(rec.Address)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { l.Close() })
 	}
-	if err := writeState(sb, st); err != nil {
+	if err := bundle.WriteRecord(sb, rec); err != nil {
 		t.Fatal(err)
 	}
-	return nsDir, st
+	return nsDir, rec
 }
 
 func runStart(t *testing.T, bundle, id string) (code int, stdout, stderr string) {
 	t.Helper()
 	t.Chdir(bundle)
 	var out, errb bytes.Buffer
-	code = Run(context.Background(), startArgv(id), bytes.NewReader(nil), &out, &errb, PassThrough{})
+	code = Run(context.Background(), startArgv(id), bytes.NewReader(nil), &out, &errb, hooks.PassThrough{})
 	return code, out.String(), errb.String()
 }
 
 func TestStartWorkloadJoinsRecordedPod(t *testing.T) {
-	nsDir, st := podFixture(t, true, true)
+	nsDir, rec := podFixture(t, true, true)
 	c1 := filepath.Join(nsDir, "c1")
-	writeBundleSpec(t, c1, map[string]string{AnnotationContainerType: "container", AnnotationSandboxID: "sb1"})
+	writeBundleSpec(t, c1, map[string]string{cri.ContainerType: "container", cri.SandboxID: "sb1"})
 	code, out, errs := runStart(t, c1, "c1")
 	if code != 0 {
 		t.Fatalf("start failed: %s", errs)
 	}
 	// Exactly the wrapper's address: nothing else on stdout, never the delegate's.
-	if out != st.Address {
-		t.Fatalf("start printed %q, want the pod wrapper's address %q", out, st.Address)
+	if out != rec.Address {
+		t.Fatalf("start printed %q, want the pod wrapper's address %q", out, rec.Address)
 	}
 	if errs != "" {
 		t.Fatalf("start wrote to stderr on success (containerd reads both): %q", errs)
 	}
 	addr, err := os.ReadFile(filepath.Join(c1, "address"))
-	if err != nil || string(addr) != st.Address {
+	if err != nil || string(addr) != rec.Address {
 		t.Fatalf("address file = %q, %v", addr, err)
 	}
 	var bj map[string]any
 	data, _ := os.ReadFile(filepath.Join(c1, "bootstrap.json"))
-	if err := json.Unmarshal(data, &bj); err != nil || bj["address"] != st.Address || bj["version"] != float64(2) {
+	if err := json.Unmarshal(data, &bj); err != nil || bj["address"] != rec.Address || bj["version"] != float64(2) {
 		t.Fatalf("bootstrap.json = %s (%v)", data, err)
 	}
 }
@@ -100,7 +135,7 @@ func TestStartWorkloadRefusals(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			nsDir, _ := podFixture(t, tc.sandbox, tc.listening)
 			c := filepath.Join(nsDir, "c2")
-			writeBundleSpec(t, c, map[string]string{AnnotationContainerType: "container", AnnotationSandboxID: tc.claims})
+			writeBundleSpec(t, c, map[string]string{cri.ContainerType: "container", cri.SandboxID: tc.claims})
 			code, out, errs := runStart(t, c, "c2")
 			if code == 0 || out != "" {
 				t.Fatalf("start succeeded (%q); want refusal", out)
@@ -114,31 +149,25 @@ func TestStartWorkloadRefusals(t *testing.T) {
 
 func TestStartRejectsBadInput(t *testing.T) {
 	dir := t.TempDir()
-	writeBundleSpec(t, dir, map[string]string{AnnotationContainerType: "container"})
+	writeBundleSpec(t, dir, map[string]string{cri.ContainerType: "container"})
 	code, _, errs := runStart(t, dir, "x")
-	if code == 0 || !strings.Contains(errs, "without "+AnnotationSandboxID) {
+	if code == 0 || !strings.HasPrefix(errs, "containerd-shim-isoguard-v1: annotation") || !strings.Contains(errs, "without "+cri.SandboxID) {
 		t.Fatalf("code %d stderr %q", code, errs)
 	}
 	t.Chdir(dir)
 	var out, errb bytes.Buffer
-	code = Run(context.Background(), startArgv("x"), strings.NewReader("not protobuf at all"), &out, &errb, PassThrough{})
+	code = Run(context.Background(), startArgv("x"), strings.NewReader("not protobuf at all"), &out, &errb, hooks.PassThrough{})
 	if code == 0 || !strings.Contains(errb.String(), "neither BootstrapParams") {
 		t.Fatalf("code %d stderr %q", code, errb.String())
 	}
 }
 
-// serveWithPolicy runs the daemon for a fresh bundle under a node policy file with content
-// policyYAML; it returns the daemon's readiness report, its flags, the policy file's path
-// and serve's error.
-func serveWithPolicy(t *testing.T, policyYAML string) ([]byte, Flags, string, error) {
+// serveWith runs the daemon for a fresh bundle with hooks h; it returns the daemon's
+// readiness report, its flags and serve's error.
+func serveWith(t *testing.T, h hooks.Hooks) ([]byte, Flags, error) {
 	t.Helper()
 	dir := t.TempDir()
 	writeBundleSpec(t, dir, nil)
-	cfg := filepath.Join(t.TempDir(), "policy.yaml")
-	if err := os.WriteFile(cfg, []byte(policyYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv(ConfigEnv, cfg)
 	t.Chdir(dir)
 	f := testFlags()
 	f.Socket = "unix://" + filepath.Join(t.TempDir(), "w.sock")
@@ -147,16 +176,16 @@ func serveWithPolicy(t *testing.T, policyYAML string) ([]byte, Flags, string, er
 		t.Fatal(err)
 	}
 	defer r.Close()
-	err = serve(context.Background(), f, bytes.NewReader(nil), w, PassThrough{})
+	err = serve(context.Background(), f, bytes.NewReader(nil), w, h)
 	w.Close()
 	report, _ := io.ReadAll(r)
-	return report, f, cfg, err
+	return report, f, err
 }
 
 // TestServeMissingDelegate: a delegate that does not exist fails start with a clear error,
 // reported to `start` through the readiness pipe, and nothing is left listening.
 func TestServeMissingDelegate(t *testing.T) {
-	report, f, _, err := serveWithPolicy(t, "apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\ndelegate:\n  path: /nonexistent/containerd-shim-runhcs-v1\n")
+	report, f, err := serveWith(t, stubHooks{delegate: hooks.Delegate{Path: "/nonexistent/containerd-shim-runhcs-v1"}})
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/containerd-shim-runhcs-v1") {
 		t.Fatalf("serve: %v", err)
 	}
@@ -169,35 +198,38 @@ func TestServeMissingDelegate(t *testing.T) {
 	}
 }
 
-func TestServeInvalidConfigFailsClosed(t *testing.T) {
-	_, _, cfg, err := serveWithPolicy(t, "apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\ndelegat: {}\n")
-	if err == nil || !strings.Contains(err.Error(), cfg) || !strings.Contains(err.Error(), "delegat") {
-		t.Fatalf("serve with a broken policy file: %v", err)
+// TestServeStartDenied: a start hook's denial ends the daemon before any delegate runs,
+// and `start` gets the denial.
+func TestServeStartDenied(t *testing.T) {
+	denial := fmt.Errorf("start abc123 denied: node policy file /etc/isoguard/policy.yaml: invalid: %w", errdefs.ErrPermissionDenied)
+	report, _, err := serveWith(t, stubHooks{delegate: hooks.Delegate{Path: "/nonexistent/shim"}, startErr: denial})
+	if !errdefs.IsPermissionDenied(err) {
+		t.Fatalf("serve: %v", err)
+	}
+	var rd readiness
+	if json.Unmarshal(report, &rd) != nil || rd.Error != err.Error() || strings.Contains(rd.Error, "/nonexistent/shim") {
+		t.Fatalf("readiness report %q: want only the denial", report)
 	}
 }
 
 func TestInfoAndVersion(t *testing.T) {
-	cfg := filepath.Join(t.TempDir(), "policy.yaml")
-	if err := os.WriteFile(cfg, []byte("apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\ndelegate:\n  path: /nonexistent/containerd-shim-runc-v2\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv(ConfigEnv, cfg)
+	h := stubHooks{delegate: hooks.Delegate{Path: "/nonexistent/containerd-shim-runc-v2"}}
 	var out, errb bytes.Buffer
-	if code := Run(context.Background(), []string{"-info"}, bytes.NewReader(nil), &out, &errb, PassThrough{}); code != 0 {
+	if code := Run(context.Background(), []string{"-info"}, bytes.NewReader(nil), &out, &errb, h); code != 0 {
 		t.Fatalf("-info: %d %s", code, errb.String())
 	}
 	var ri apitypes.RuntimeInfo
 	if err := proto.Unmarshal(out.Bytes(), &ri); err != nil {
 		t.Fatalf("-info printed no RuntimeInfo: %v", err)
 	}
-	if ri.Name != RuntimeName || ri.GetVersion().GetVersion() == "" || ri.Annotations["isoguard.dev/config"] != cfg || !strings.Contains(ri.Annotations["isoguard.dev/delegate-error"], "/nonexistent") {
+	if ri.Name != RuntimeName || ri.GetVersion().GetVersion() == "" || ri.Annotations["test.dev/described"] != "yes" || !strings.Contains(ri.Annotations["isoguard.dev/delegate-error"], "/nonexistent") {
 		t.Fatalf("RuntimeInfo %v", &ri)
 	}
 	out.Reset()
-	if code := Run(context.Background(), []string{"-v"}, nil, &out, &errb, PassThrough{}); code != 0 || !strings.Contains(out.String(), "Version:") {
+	if code := Run(context.Background(), []string{"-v"}, nil, &out, &errb, hooks.PassThrough{}); code != 0 || !strings.Contains(out.String(), "Version:") {
 		t.Fatalf("-v: %d %q", code, out.String())
 	}
-	if code := Run(context.Background(), []string{"-namespace", "x", "bogus"}, nil, &out, &errb, PassThrough{}); code != 2 {
+	if code := Run(context.Background(), []string{"-namespace", "x", "bogus"}, nil, &out, &errb, hooks.PassThrough{}); code != 2 {
 		t.Fatalf("unknown action: %d", code)
 	}
 }

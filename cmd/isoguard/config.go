@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"regexp"
@@ -48,63 +47,10 @@ every key. Exit 0 ok, 2 usage error.
 `
 
 func runConfig(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, configUsage)
-		return exitUsage
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, configUsage)
-		return exitOK
-	case "containerd":
-		return runConfigContainerd(args[1:], stdout, stderr)
-	case "runtimeclass":
-		return runConfigRuntimeClass(args[1:], stdout, stderr)
-	}
-	fmt.Fprintf(stderr, "isoguard config: unknown subcommand %q (containerd, runtimeclass)\n\n%s", args[0], configUsage)
-	return exitUsage
-}
-
-// configCmd is the flag set of one `isoguard config` subcommand: parse errors go to
-// stderr, --help to stdout.
-type configCmd struct {
-	*flag.FlagSet
-	synopsis string
-}
-
-func newConfigCmd(name, synopsis string, stderr io.Writer) *configCmd {
-	fs := flag.NewFlagSet("isoguard config "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {} // parse prints the usage where it belongs
-	return &configCmd{FlagSet: fs, synopsis: synopsis}
-}
-
-// parse parses args. done is true when the command ends here, with code.
-func (c *configCmd) parse(args []string, stdout io.Writer) (code int, done bool) {
-	stderr := c.Output()
-	if err := c.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stdout, "Usage: %s %s\n\nFlags:\n", c.Name(), c.synopsis)
-			c.SetOutput(stdout)
-			c.PrintDefaults()
-			return exitOK, true
-		}
-		// The flag package printed the error.
-		fmt.Fprintf(stderr, "Run '%s --help' for the flags.\n", c.Name())
-		return exitUsage, true
-	}
-	if c.NArg() > 0 {
-		fmt.Fprintf(stderr, "%s: unexpected argument %q\nRun '%s --help' for the flags.\n", c.Name(), c.Arg(0), c.Name())
-		return exitUsage, true
-	}
-	return exitOK, false
-}
-
-// usageError reports a bad flag value: "isoguard config containerd: --version: ..." and
-// exit code 2.
-func usageError(stderr io.Writer, cmd, flagName string, err error) int {
-	fmt.Fprintf(stderr, "isoguard config %s: --%s: %v\n", cmd, flagName, err)
-	return exitUsage
+	return group("isoguard config", configUsage, map[string]func([]string, io.Writer, io.Writer) int{
+		"containerd":   runConfigContainerd,
+		"runtimeclass": runConfigRuntimeClass,
+	}, args, stdout, stderr)
 }
 
 // dnsLabel is an RFC 1123 label, what Kubernetes requires of a RuntimeClass handler

@@ -141,7 +141,7 @@ func (c *containerdConfig) validate() (flagName string, err error) {
 }
 
 func runConfigContainerd(args []string, stdout, stderr io.Writer) int {
-	fs := newConfigCmd("containerd", "--version 1.7|2 [flags]\n\nPrints the CRI runtime handler for isoguard as TOML, to merge into containerd's config.toml\n(containerd 1.7) or to drop into its conf.d (containerd 2.x); docs/containerd-config.md.", stderr)
+	fs := newCommand("isoguard config containerd", "--version 1.7|2 [flags]\n\nPrints the CRI runtime handler for isoguard as TOML, to merge into containerd's config.toml\n(containerd 1.7) or to drop into its conf.d (containerd 2.x); docs/containerd-config.md.", stderr)
 	c := containerdConfig{}
 	fs.StringVar(&c.Version, "version", "", "containerd version: 1.7 (config version 2) or 2 (containerd 2.x, config version 3) (required)")
 	fs.StringVar(&c.Handler, "handler", DefaultHandler, "runtime handler name (the RuntimeClass's handler)")
@@ -157,7 +157,7 @@ func runConfigContainerd(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	if flagName, err := c.validate(); err != nil {
-		return usageError(stderr, "containerd", flagName, err)
+		return usageError(stderr, "isoguard config containerd", flagName, err)
 	}
 	fmt.Fprint(stdout, c.TOML())
 	return exitOK

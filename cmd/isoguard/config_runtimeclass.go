@@ -48,7 +48,7 @@ func (r runtimeClass) validate() (flagName string, err error) {
 }
 
 func runConfigRuntimeClass(args []string, stdout, stderr io.Writer) int {
-	fs := newConfigCmd("runtimeclass", "[flags]\n\nPrints a node.k8s.io/v1 RuntimeClass for the isoguard runtime handler: pods that name it run\nthrough isoguard on Windows nodes; overhead.podFixed accounts for each pod's utility VM.", stderr)
+	fs := newCommand("isoguard config runtimeclass", "[flags]\n\nPrints a node.k8s.io/v1 RuntimeClass for the isoguard runtime handler: pods that name it run\nthrough isoguard on Windows nodes; overhead.podFixed accounts for each pod's utility VM.", stderr)
 	r := runtimeClass{}
 	fs.StringVar(&r.Handler, "handler", DefaultHandler, "runtime handler name, as in containerd's config (isoguard config containerd --handler)")
 	fs.StringVar(&r.Name, "name", "", "RuntimeClass name, what pods put in runtimeClassName (default: the handler's name)")
@@ -62,7 +62,7 @@ func runConfigRuntimeClass(args []string, stdout, stderr io.Writer) int {
 		r.Name = r.Handler
 	}
 	if flagName, err := r.validate(); err != nil {
-		return usageError(stderr, "runtimeclass", flagName, err)
+		return usageError(stderr, "isoguard config runtimeclass", flagName, err)
 	}
 	fmt.Fprint(stdout, r.YAML())
 	return exitOK

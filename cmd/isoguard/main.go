@@ -6,10 +6,10 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
+	"sort"
 )
 
 // Exit codes.
@@ -20,17 +20,15 @@ const (
 	exitDenied = 3
 )
 
-// errUsage marks a usage error (exit 2).
-var errUsage = errors.New("usage")
-
-type command struct {
+// topCommand is one of the tool's commands.
+type topCommand struct {
 	name    string
 	summary string
 	run     func(args []string, stdout, stderr io.Writer) int
 }
 
-func commands() []command {
-	return []command{
+func commands() []topCommand {
+	return []topCommand{
 		{"policy", "validate a node policy file (isoguard policy validate FILE)", runPolicy},
 		{"explain", "show the decision and exact changes for a bundle, running nothing", runExplain},
 		{"config", "print containerd or Kubernetes configuration for isoguard", runConfig},
@@ -67,3 +65,5 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func sortStrings(s []string) { sort.Strings(s) }

@@ -46,8 +46,49 @@ func TestPolicyValidate(t *testing.T) {
 	}
 }
 
+// TestPolicyValidatePlatformFromFile: a file that names its platform is validated for that
+// platform on any machine (a GitOps check of Windows policies in Linux CI); --platform
+// only fills in for a file that names none, and may not contradict one that does.
+func TestPolicyValidatePlatformFromFile(t *testing.T) {
+	for _, ex := range []struct{ file, platform string }{
+		{"../../examples/policy-windows.yaml", "windows"},
+		{"../../examples/policy-linux.yaml", "linux"},
+	} {
+		code, out, errs := runCLI("policy", "validate", ex.file)
+		if code != exitOK || !strings.Contains(out, "valid (platform "+ex.platform) {
+			t.Errorf("%s without --platform: code %d out %q err %q", ex.file, code, out, errs)
+		}
+	}
+	other := map[string]string{"windows": "linux", "linux": "windows"}
+	code, _, errs := runCLI("policy", "validate", "--platform", other["windows"], "../../examples/policy-windows.yaml")
+	if code != exitFail || !strings.Contains(errs, "is for platform windows") {
+		t.Errorf("contradicting --platform: code %d stderr %q", code, errs)
+	}
+	bare := filepath.Join(t.TempDir(), "bare.yaml")
+	os.WriteFile(bare, []byte("apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\nuntrusted:\n  allowWritableFileShares: true\n"), 0o600)
+	if code, out, errs := runCLI("policy", "validate", "--platform", "windows", bare); code != exitOK || !strings.Contains(out, "platform windows") {
+		t.Errorf("file without platform, --platform windows: %d %q %q", code, out, errs)
+	}
+	if code, _, errs := runCLI("policy", "validate", "--platform", "linux", bare); code != exitFail || !strings.Contains(errs, "allowWritableFileShares") {
+		t.Errorf("file without platform, --platform linux: %d %q", code, errs)
+	}
+}
+
+// TestHelpOnce: every command's --help prints its usage once, on stdout, and exits 0.
+func TestHelpOnce(t *testing.T) {
+	for _, args := range [][]string{
+		{"--help"}, {"policy", "--help"}, {"policy", "validate", "--help"}, {"explain", "--help"},
+		{"config", "--help"}, {"config", "containerd", "--help"}, {"config", "runtimeclass", "-h"},
+	} {
+		code, out, errs := runCLI(args...)
+		if code != exitOK || errs != "" || strings.Count(out, "Usage") != 1 {
+			t.Errorf("%q: code %d, %d usages on stdout, stderr %q", args, code, strings.Count(out, "Usage"), errs)
+		}
+	}
+}
+
 // bundle writes a Windows-style config.json as containerd's CRI would for a pod sandbox.
-func bundle(t *testing.T, dir string, spec map[string]any) string {
+func writeBundle(t *testing.T, dir string, spec map[string]any) string {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -69,7 +110,7 @@ func TestExplain(t *testing.T) {
 		"io.kubernetes.cri.sandbox-name":      "web",
 		"io.kubernetes.cri.sandbox-uid":       "6f1c2a9e-0000-4000-8000-000000000001",
 	}
-	sb := bundle(t, filepath.Join(ns, "sb1"), map[string]any{
+	sb := writeBundle(t, filepath.Join(ns, "sb1"), map[string]any{
 		"ociVersion": "1.1.0", "annotations": ann,
 		"process": map[string]any{"user": map[string]any{"username": "ContainerAdministrator"}, "args": []string{"cmd"}, "cwd": `C:\`},
 		"windows": map[string]any{"layerFolders": []string{`C:\layers\1`}},
@@ -80,7 +121,7 @@ func TestExplain(t *testing.T) {
 	optsFile := filepath.Join(t.TempDir(), "options.pb")
 	os.WriteFile(optsFile, raw, 0o600)
 
-	code, out, errs := runCLI("explain", "--policy", pol, "--platform", "windows", "--bundle", sb, "--options", optsFile)
+	code, out, errs := runCLI("explain", "--policy", pol, "--bundle", sb, "--options", optsFile)
 	if code != exitOK {
 		t.Fatalf("explain sandbox: code %d\n%s\n%s", code, out, errs)
 	}
@@ -102,7 +143,7 @@ func TestExplain(t *testing.T) {
 	}
 	wann["io.kubernetes.cri.container-type"] = "container"
 	wann["io.kubernetes.cri.container-name"] = "app"
-	c1 := bundle(t, filepath.Join(ns, "c1"), map[string]any{
+	c1 := writeBundle(t, filepath.Join(ns, "c1"), map[string]any{
 		"ociVersion": "1.1.0", "annotations": wann,
 		"process": map[string]any{"user": map[string]any{"username": "ContainerUser"}, "args": []string{"cmd"}, "cwd": `C:\`},
 		"mounts":  []map[string]any{{"destination": `C:\ssh`, "source": `C:\Users\Administrator\.ssh`}},

@@ -1,8 +1,0 @@
-//go:build !windows
-
-package shim
-
-import "os"
-
-// replaceFile renames from over to atomically.
-func replaceFile(from, to string) error { return os.Rename(from, to) }
