@@ -64,7 +64,7 @@ func startWrapperDaemon(t *testing.T, version, extraPolicy string) *wrapperDaemo
 	}
 	w.Daemon = harness.ContainerdWith(t, version, harness.Options{Env: []string{
 		enforce.ConfigEnv + "=" + w.policy,
-		"ISOGUARD_AUDIT_LOG=" + w.audit,
+		enforce.AuditEnv + "=" + w.audit,
 	}})
 	if err := os.WriteFile(w.policy, []byte(policyYAML(w.Daemon, extraPolicy)), 0o600); err != nil {
 		t.Fatal(err)
@@ -179,7 +179,7 @@ func TestShimRunExecKillDelete(t *testing.T) {
 				t.Fatalf("wrapper pid %d alive=%v, delegate pid %d alive=%v", st.Pid, alive(st.Pid), st.Delegate.Pid, alive(st.Delegate.Pid))
 			}
 			// containerd restores from these: they must name the wrapper, never the delegate.
-			addr, _ := os.ReadFile(filepath.Join(w.bundle("bg"), "address"))
+			addr, _ := os.ReadFile(filepath.Join(w.bundle("bg"), bundle.AddressFile))
 			if string(addr) != st.Address {
 				t.Fatalf("bundle address %q, want the wrapper's %q", addr, st.Address)
 			}
@@ -291,7 +291,7 @@ func TestShimPodTwoContainersOneWrapper(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(w.bundle("pod1-app"), bundle.RecordFile)); !os.IsNotExist(err) {
 				t.Fatal("the workload container got a wrapper of its own")
 			}
-			if addr, _ := os.ReadFile(filepath.Join(w.bundle("pod1-app"), "address")); string(addr) != st.Address {
+			if addr, _ := os.ReadFile(filepath.Join(w.bundle("pod1-app"), bundle.AddressFile)); string(addr) != st.Address {
 				t.Fatalf("workload's address file %q, want the pod wrapper %q", addr, st.Address)
 			}
 			// Delete waits for the output to be copied.

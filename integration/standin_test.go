@@ -26,6 +26,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/isoguard/isoguard/internal/bundle"
 	"github.com/isoguard/isoguard/audit"
 	"github.com/isoguard/isoguard/integration/harness"
 	"github.com/isoguard/isoguard/integration/standin"
@@ -587,7 +588,7 @@ func standinCtrExec(t *testing.T, sd *standinDaemon) {
 	if st.Delegate.Path != sd.standin || st.Delegate.Address == st.Address || !strings.HasPrefix(st.Delegate.Address, "unix:///run/containerd/s/") {
 		t.Errorf("wrapper %q, delegate %q at %q", st.Address, st.Delegate.Path, st.Delegate.Address)
 	}
-	if addr := readFile(filepath.Join(sd.bundle(id), "address")); addr != st.Address {
+	if addr := readFile(filepath.Join(sd.bundle(id), bundle.AddressFile)); addr != st.Address {
 		t.Errorf("bundle address %q, want the wrapper's %q", addr, st.Address)
 	}
 	if !alive(st.Delegate.Pid) {

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	ibundle "github.com/isoguard/isoguard/internal/bundle"
 )
 
 // StartTimeout bounds how long Containerd waits for "containerd successfully booted".
@@ -328,10 +330,10 @@ func shimSockets(address, ns, id, bundle string) []string {
 			socks = append(socks, a)
 		}
 	}
-	if b, err := os.ReadFile(filepath.Join(bundle, "address")); err == nil {
+	if b, err := os.ReadFile(filepath.Join(bundle, ibundle.AddressFile)); err == nil {
 		add(string(b))
 	}
-	if b, err := os.ReadFile(filepath.Join(bundle, "bootstrap.json")); err == nil {
+	if b, err := os.ReadFile(filepath.Join(bundle, ibundle.BootstrapFile)); err == nil {
 		var bs struct {
 			Address string `json:"address"`
 		}

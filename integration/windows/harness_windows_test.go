@@ -32,6 +32,8 @@ import (
 	"golang.org/x/sys/windows"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	ibundle "github.com/isoguard/isoguard/internal/bundle"
 )
 
 const (
@@ -443,7 +445,7 @@ func (x *h) startWrapper(id, bundle string, stdin []byte) run {
 			startHung.Lock()
 			startHung.test = x.t.Name()
 			startHung.Unlock()
-			x.t.Logf("wrapper daemon log of %s:\n%s", id, tryRead(filepath.Join(bundle, "isoguard-shim.log")))
+			x.t.Logf("wrapper daemon log of %s:\n%s", id, tryRead(filepath.Join(bundle, ibundle.DaemonLog)))
 		}
 	}()
 	r := x.runShim(x.env.wrapper, bundle, stdin, x.shimArgs(id, "", "start")...)
@@ -475,48 +477,22 @@ func (x *h) runhcsPipe(id string) string {
 	return `\\.\pipe\ProtectedPrefix\Administrators\containerd-shim-` + x.ns + "-" + id + "-pipe"
 }
 
-// record is the part of the wrapper's isoguard-state.json the tests read (their own
-// decoding: the file is a contract with the next wrapper process, not an internal type).
-type record struct {
-	Version   int    `json:"version"`
-	ID        string `json:"id"`
-	Namespace string `json:"namespace"`
-	Sandbox   bool   `json:"sandbox"`
-	Address   string `json:"address"`
-	Pid       int    `json:"pid"`
-	Delegate  struct {
-		Path        string `json:"path"`
-		Address     string `json:"address"`
-		Version     int    `json:"version"`
-		Pid         int    `json:"pid"`
-		StdinFormat string `json:"stdinFormat"`
-	} `json:"delegate"`
-}
-
-// readRecord reads the wrapper's record. The wrapper answers start as soon as runhcs's
-// start has answered and records runhcs's pid once its first handshake with runhcs has
-// succeeded (in the background; under wine the first connection to a pipe takes one 2 s
-// retry), so a record without that pid is re-read until it has one or 35 s have passed.
-func readRecord(bundle string) (*record, error) {
+func readRecord(dir string) (*ibundle.Record, error) {
 	deadline := time.Now().Add(35 * time.Second)
 	for {
-		data, err := os.ReadFile(filepath.Join(bundle, "isoguard-state.json"))
+		r, err := ibundle.ReadRecord(dir)
 		if err != nil {
 			return nil, err
 		}
-		var r record
-		if err := json.Unmarshal(data, &r); err != nil {
-			return nil, fmt.Errorf("isoguard-state.json: %w", err)
-		}
 		if r.Delegate.Pid != 0 || time.Now().After(deadline) {
-			return &r, nil
+			return r, nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
 func readPidFile(bundle string) (uint32, error) {
-	data, err := os.ReadFile(filepath.Join(bundle, "shim.pid"))
+	data, err := os.ReadFile(filepath.Join(bundle, ibundle.PidFile))
 	if err != nil {
 		return 0, err
 	}

@@ -25,6 +25,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
+
+	ibundle "github.com/isoguard/isoguard/internal/bundle"
 )
 
 // debugOptions is what every start gets on stdin: Debug makes runhcs's serve log at debug
@@ -43,7 +45,7 @@ var stdinFormats = []struct {
 // started is a wrapper instance a test started and checked.
 type started struct {
 	id, bundle string
-	rec        *record
+	rec        *ibundle.Record
 }
 
 // mustStart runs the wrapper's start for a sandbox or standalone container and checks
@@ -53,7 +55,7 @@ func (x *h) mustStart(id, bundle string, stdin []byte, sandbox bool) *started {
 	t.Helper()
 	r := x.startWrapper(id, bundle, stdin)
 	if r.code != 0 {
-		t.Fatalf("wrapper start %s: %s; daemon log:\n%s", id, r, tryRead(filepath.Join(bundle, "isoguard-shim.log")))
+		t.Fatalf("wrapper start %s: %s; daemon log:\n%s", id, r, tryRead(filepath.Join(bundle, ibundle.DaemonLog)))
 	}
 	// containerd reads stdout and stderr combined: exactly the address, nothing else.
 	if got, want := string(r.stdout), x.wrapperPipe(id); got != want {
@@ -66,7 +68,7 @@ func (x *h) mustStart(id, bundle string, stdin []byte, sandbox bool) *started {
 		t.Errorf("start answered runhcs's own pipe %s: containerd would bypass the wrapper", r.stdout)
 	}
 	// The restore files name the wrapper (runhcs wrote its own first; the wrapper replaced them).
-	if got := readFile(t, filepath.Join(bundle, "address")); got != x.wrapperPipe(id) {
+	if got := readFile(t, filepath.Join(bundle, ibundle.AddressFile)); got != x.wrapperPipe(id) {
 		t.Errorf("bundle address file = %q, want the wrapper pipe %q", got, x.wrapperPipe(id))
 	}
 	var bj struct {
@@ -74,7 +76,7 @@ func (x *h) mustStart(id, bundle string, stdin []byte, sandbox bool) *started {
 		Address  string `json:"address"`
 		Protocol string `json:"protocol"`
 	}
-	if err := json.Unmarshal([]byte(readFile(t, filepath.Join(bundle, "bootstrap.json"))), &bj); err != nil || bj.Address != x.wrapperPipe(id) || bj.Version != 2 || bj.Protocol != "ttrpc" {
+	if err := json.Unmarshal([]byte(readFile(t, filepath.Join(bundle, ibundle.BootstrapFile))), &bj); err != nil || bj.Address != x.wrapperPipe(id) || bj.Version != 2 || bj.Protocol != "ttrpc" {
 		t.Errorf("bootstrap.json = %+v (%v), want version 2, ttrpc, the wrapper pipe", bj, err)
 	}
 	rec, err := readRecord(bundle)
@@ -334,10 +336,10 @@ func TestWorkloadJoin(t *testing.T) {
 	if string(r.stdout) == x.runhcsPipe(sb) {
 		t.Errorf("workload start answered runhcs's pipe: containerd would talk to runhcs directly")
 	}
-	if got := tryRead(filepath.Join(c1, "address")); got != x.wrapperPipe(sb) {
+	if got := tryRead(filepath.Join(c1, ibundle.AddressFile)); got != x.wrapperPipe(sb) {
 		t.Errorf("workload bundle address = %q, want the sandbox's wrapper pipe", got)
 	}
-	if _, err := os.Stat(filepath.Join(c1, "isoguard-state.json")); err == nil {
+	if _, err := os.Stat(filepath.Join(c1, ibundle.RecordFile)); err == nil {
 		t.Errorf("workload bundle has a wrapper record of its own")
 	}
 	if now := shimProcesses(t); fmt.Sprint(now) != fmt.Sprint(procs) {
@@ -357,7 +359,7 @@ func TestWorkloadJoin(t *testing.T) {
 	if r.code == 0 || len(r.stdout) != 0 || !strings.Contains(string(r.stderr), "did not start") {
 		t.Errorf("workload of a pod never started: %s; want a refusal containing \"did not start\" and no answer", r)
 	}
-	if _, err := os.Stat(filepath.Join(c2, "address")); err == nil {
+	if _, err := os.Stat(filepath.Join(c2, ibundle.AddressFile)); err == nil {
 		t.Errorf("refused workload got an address file")
 	}
 
@@ -458,8 +460,8 @@ func TestNoPolicy(t *testing.T) {
 		t.Errorf("start without a policy file: %s; want a denial naming %s", r, x.policy)
 	}
 	// runhcs's start writes the bundle's address file first thing: it never ran.
-	if _, err := os.Stat(filepath.Join(b, "address")); err == nil {
-		t.Errorf("runhcs was started although the policy denied: %s", tryRead(filepath.Join(b, "address")))
+	if _, err := os.Stat(filepath.Join(b, ibundle.AddressFile)); err == nil {
+		t.Errorf("runhcs was started although the policy denied: %s", tryRead(filepath.Join(b, ibundle.AddressFile)))
 	}
 	for _, addr := range []string{x.wrapperPipe("np"), x.runhcsPipe("np")} {
 		if ok, _ := pipeAnswers(addr); ok {
