@@ -26,10 +26,10 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/isoguard/isoguard/internal/bundle"
 	"github.com/isoguard/isoguard/audit"
 	"github.com/isoguard/isoguard/integration/harness"
 	"github.com/isoguard/isoguard/integration/standin"
+	"github.com/isoguard/isoguard/internal/bundle"
 	"github.com/isoguard/isoguard/internal/cri"
 	"github.com/isoguard/isoguard/internal/enforce"
 )
