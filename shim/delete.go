@@ -12,6 +12,7 @@ import (
 
 	"github.com/isoguard/isoguard/internal/bundle"
 	"github.com/isoguard/isoguard/internal/logfields"
+	"github.com/isoguard/isoguard/internal/proc"
 	"github.com/isoguard/isoguard/shim/hooks"
 	"github.com/isoguard/isoguard/shim/internal/relay"
 	"github.com/isoguard/isoguard/shim/internal/transport"
@@ -46,7 +47,7 @@ func deleteAction(ctx context.Context, f Flags, stdout, stderr io.Writer, h hook
 			return err
 		}
 	}
-	if ownStdio(stdout, stderr) && canReplaceProcess {
+	if ownStdio(stdout, stderr) && proc.CanReplace {
 		// The delegate's delete becomes this process (same argv, directory, environment and
 		// stdio): containerd reads its DeleteResponse and stderr directly and waits for one
 		// process instead of two. What a killed wrapper left is removed first, as nothing
@@ -54,7 +55,7 @@ func deleteAction(ctx context.Context, f Flags, stdout, stderr io.Writer, h hook
 		if owner {
 			cleanupOwner(ctx, rec)
 		}
-		err := replaceProcess(delegatePath, f.delegateArgs(ActionDelete))
+		err := proc.Replace(delegatePath, f.delegateArgs(ActionDelete))
 		return fmt.Errorf("delegate %s delete: %w: %w", delegatePath, err, errdefs.ErrUnavailable)
 	}
 	out, err := runDelegateDelete(ctx, delegatePath, f, stderr)
@@ -103,9 +104,9 @@ func cleanupOwner(ctx context.Context, rec *bundle.Record) {
 	if exe, err := os.Executable(); err == nil {
 		self = exe
 	}
-	if rec.Pid != 0 && self != "" && processMatches(rec.Pid, self, rec.ID) {
+	if rec.Pid != 0 && self != "" && proc.Matches(rec.Pid, self, rec.ID) {
 		log.G(ctx).WithField(logfields.Pid, rec.Pid).Info("terminating wrapper daemon")
-		_ = terminate(rec.Pid, 2*time.Second)
+		_ = proc.Terminate(rec.Pid, 2*time.Second)
 	}
 	if rec.Delegate.Pid == 0 && rec.Delegate.Address != "" {
 		// The wrapper was killed before it recorded the delegate's pid: ask the delegate.
@@ -116,9 +117,9 @@ func cleanupOwner(ctx context.Context, rec *bundle.Record) {
 		}
 		cancel()
 	}
-	if processMatches(rec.Delegate.Pid, rec.Delegate.Path, rec.ID) {
+	if proc.Matches(rec.Delegate.Pid, rec.Delegate.Path, rec.ID) {
 		log.G(ctx).WithField(logfields.Pid, rec.Delegate.Pid).Info("terminating delegate shim left behind")
-		_ = terminate(rec.Delegate.Pid, 2*time.Second)
+		_ = proc.Terminate(rec.Delegate.Pid, 2*time.Second)
 	}
 	if err := transport.RemoveAddress(rec.Address); err != nil {
 		log.G(ctx).WithError(err).Warn("remove wrapper socket")
@@ -140,7 +141,7 @@ func removeDelegateSocket(ctx context.Context, rec *bundle.Record) {
 	}
 	var err error
 	if rec.Delegate.Pid != 0 {
-		if !processMatches(rec.Delegate.Pid, rec.Delegate.Path, rec.ID) {
+		if !proc.Matches(rec.Delegate.Pid, rec.Delegate.Path, rec.ID) {
 			err = transport.RemoveAddress(rec.Delegate.Address)
 		}
 	} else {

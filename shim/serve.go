@@ -20,6 +20,7 @@ import (
 	"github.com/isoguard/isoguard/internal/bundle"
 	"github.com/isoguard/isoguard/internal/cri"
 	"github.com/isoguard/isoguard/internal/logfields"
+	"github.com/isoguard/isoguard/internal/proc"
 	"github.com/isoguard/isoguard/shim/hooks"
 	"github.com/isoguard/isoguard/shim/internal/bootstrap"
 	"github.com/isoguard/isoguard/shim/internal/relay"
@@ -264,8 +265,8 @@ func (d *daemon) cleanupDelegate(ctx context.Context) {
 	if _, err := runDelegateDelete(ctx, d.rec.Delegate.Path, f, io.Discard); err != nil {
 		log.G(ctx).WithError(err).Warn("delegate delete during cleanup")
 	}
-	if processMatches(d.rec.Delegate.Pid, d.rec.Delegate.Path, d.rec.ID) {
-		_ = terminate(d.rec.Delegate.Pid, 2*time.Second)
+	if proc.Matches(d.rec.Delegate.Pid, d.rec.Delegate.Path, d.rec.ID) {
+		_ = proc.Terminate(d.rec.Delegate.Pid, 2*time.Second)
 	}
 }
 

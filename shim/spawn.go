@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/isoguard/isoguard/internal/bundle"
+	"github.com/isoguard/isoguard/internal/proc"
 	"github.com/isoguard/isoguard/shim/internal/relay"
 )
 
@@ -52,7 +53,7 @@ func spawnDaemon(f Flags, bundleDir string, stdin []byte, socket string) (string
 	cmd.Stdin = bytes.NewReader(stdin)
 	cmd.Stdout = w
 	cmd.Stderr = logf
-	cmd.SysProcAttr = detached()
+	cmd.SysProcAttr = proc.Detached()
 	if err := cmd.Start(); err != nil {
 		w.Close()
 		return "", fmt.Errorf("start wrapper daemon: %w", err)

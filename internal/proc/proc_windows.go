@@ -1,4 +1,4 @@
-package shim
+package proc
 
 import (
 	"errors"
@@ -10,15 +10,15 @@ import (
 	"golang.org/x/sys/windows"
 )
 
-// detached starts the wrapper daemon without a console, in its own process group.
-func detached() *syscall.SysProcAttr {
+// Detached starts the wrapper daemon without a console, in its own process group.
+func Detached() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{CreationFlags: windows.CREATE_NEW_PROCESS_GROUP | windows.DETACHED_PROCESS}
 }
 
-// processMatches reports whether pid is alive and its image is binary (base names compared
+// Matches reports whether pid is alive and its image is binary (base names compared
 // case-insensitively). Windows has no portable command line to read, so the image name
 // alone guards kills against reused pids; id is not checked.
-func processMatches(pid int, binary, _ string) bool {
+func Matches(pid int, binary, _ string) bool {
 	if pid <= 0 {
 		return false
 	}
@@ -38,15 +38,15 @@ func processMatches(pid int, binary, _ string) bool {
 	return strings.EqualFold(filepath.Base(windows.UTF16ToString(buf[:n])), filepath.Base(binary))
 }
 
-// canReplaceProcess: Windows cannot replace a process's image (no execve); `delete` runs
+// CanReplace: Windows cannot replace a process's image (no execve); `delete` runs
 // the delegate's delete as a child and relays its answer.
-const canReplaceProcess = false
+const CanReplace = false
 
-func replaceProcess(string, []string) error { return errors.ErrUnsupported }
+func Replace(string, []string) error { return errors.ErrUnsupported }
 
-// terminate ends pid. Windows has no SIGTERM for a console-less process: TerminateProcess,
+// Terminate ends pid. Windows has no SIGTERM for a console-less process: TerminateProcess,
 // then wait up to grace for it to be gone.
-func terminate(pid int, grace time.Duration) error {
+func Terminate(pid int, grace time.Duration) error {
 	h, err := windows.OpenProcess(windows.PROCESS_TERMINATE|windows.SYNCHRONIZE, false, uint32(pid))
 	if err != nil {
 		return nil // already gone
