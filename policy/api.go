@@ -86,6 +86,9 @@ type Pins struct {
 	KubeNamespace string `json:"kubeNamespace,omitempty"`
 	KubePod       string `json:"kubePod,omitempty"`
 	KubePodUID    string `json:"kubePodUID,omitempty"`
+	// User is the user the policy forces on the pod's processes (Windows: a user name;
+	// Linux: "uid:gid"); empty when none is forced (a trusted tenant, or audit mode).
+	User string `json:"user,omitempty"`
 }
 
 // Mode is how a decision is applied.

@@ -4,10 +4,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-)
 
-// DefaultCRINamespace is the containerd namespace of containerd's CRI plugin.
-const DefaultCRINamespace = "k8s.io"
+	"github.com/isoguard/isoguard/internal/cri"
+)
 
 // DefaultAllowedHostPaths returns the default mounts.allowedHostPaths of platform (used
 // when the field is absent): the pod's own kubelet directory (volumes, termination log)
@@ -100,7 +99,7 @@ func compile(f *File, nodeOS Platform, rules []*rule) (*Policy, error) {
 	p := &Policy{
 		platform:       nodeOS,
 		mode:           orDefault(f.Mode, Enforce),
-		criNamespace:   orDefault(f.CRINamespace, DefaultCRINamespace),
+		criNamespace:   orDefault(f.CRINamespace, cri.DefaultNamespace),
 		tenants:        map[tenantKey]tenantSetting{},
 		ruleModes:      map[string]Mode{},
 		user:           orDefault(u.User, DefaultWindowsUser),

@@ -32,7 +32,7 @@ func decisionsCases(add fixtureAdder) {
 		return in
 	})
 	add(dec, false, "spoofed-kubernetes-namespace", win, "ctr in namespace k8s.io as a standalone container claiming kube-system through the CRI annotation: its tenant is containerd:k8s.io, untrusted", T("T2"), func(t testing.TB) Input {
-		in := standalone(winCreate(t), DefaultCRINamespace)
+		in := standalone(winCreate(t), cri.DefaultNamespace)
 		in.Spec.Annotations[cri.SandboxNamespace] = "kube-system"
 		in.Spec.Process.User.Username = "ContainerAdministrator"
 		return in

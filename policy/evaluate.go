@@ -139,7 +139,19 @@ func (ev *evaluation) pins(trusted bool) *Pins {
 		KubeNamespace: ev.id.kubeNamespace,
 		KubePod:       ev.id.kubePod,
 		KubePodUID:    ev.id.kubePodUID,
+		User:          ev.forcedUser(trusted),
 	}
+}
+
+// forcedUser is the user the untrusted profile forces on the pod ("" when none is).
+func (ev *evaluation) forcedUser(trusted bool) string {
+	if trusted || ev.mode != Enforce {
+		return ""
+	}
+	if ev.platform == Linux {
+		return fmt.Sprintf("%d:%d", ev.p.linuxUID, ev.p.linuxGID)
+	}
+	return ev.p.user
 }
 
 // redact returns v when it cannot be a secret (a number or a boolean), else "(redacted)".

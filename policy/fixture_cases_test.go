@@ -55,7 +55,7 @@ func winUpdate(t testing.TB, r *specs.WindowsResources) Input {
 	return Input{
 		Call:      CallUpdate,
 		Platform:  Windows,
-		Namespace: DefaultCRINamespace,
+		Namespace: cri.DefaultNamespace,
 		ID:        containerID,
 		Resources: resources(t, TypeURLWindowsResources, r),
 		Pod:       podPins(Windows),
@@ -66,7 +66,7 @@ func linuxUpdate(t testing.TB, r *specs.LinuxResources) Input {
 	return Input{
 		Call:      CallUpdate,
 		Platform:  Linux,
-		Namespace: DefaultCRINamespace,
+		Namespace: cri.DefaultNamespace,
 		ID:        containerID,
 		Resources: resources(t, TypeURLLinuxResources, r),
 		Pod:       podPins(Linux),

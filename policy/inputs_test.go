@@ -140,7 +140,7 @@ func podPins(platform Platform) *Pins {
 	return &Pins{
 		Tenant:        tenantNS,
 		Isolation:     iso,
-		Namespace:     DefaultCRINamespace,
+		Namespace:     cri.DefaultNamespace,
 		SandboxID:     sandboxID,
 		KubeNamespace: tenantNS,
 		KubePod:       podName,
@@ -154,7 +154,7 @@ func winCreate(t testing.TB) Input {
 	return Input{
 		Call:      CallCreate,
 		Platform:  Windows,
-		Namespace: DefaultCRINamespace,
+		Namespace: cri.DefaultNamespace,
 		ID:        containerID,
 		Role:      cri.RoleContainer,
 		SandboxID: sandboxID,
@@ -169,7 +169,7 @@ func winStart(t testing.TB) Input {
 	return Input{
 		Call:      CallStart,
 		Platform:  Windows,
-		Namespace: DefaultCRINamespace,
+		Namespace: cri.DefaultNamespace,
 		ID:        sandboxID,
 		Role:      cri.RoleSandbox,
 		SandboxID: sandboxID,
@@ -190,7 +190,7 @@ func winExec(user string) Input {
 	return Input{
 		Call:      CallExec,
 		Platform:  Windows,
-		Namespace: DefaultCRINamespace,
+		Namespace: cri.DefaultNamespace,
 		ID:        containerID,
 		ExecID:    "exec-1",
 		Process: &specs.Process{
@@ -274,7 +274,7 @@ func linuxCreate(t testing.TB) Input {
 	return Input{
 		Call:      CallCreate,
 		Platform:  Linux,
-		Namespace: DefaultCRINamespace,
+		Namespace: cri.DefaultNamespace,
 		ID:        containerID,
 		Role:      cri.RoleContainer,
 		SandboxID: sandboxID,
@@ -288,7 +288,7 @@ func linuxExec(uid uint32) Input {
 	return Input{
 		Call:      CallExec,
 		Platform:  Linux,
-		Namespace: DefaultCRINamespace,
+		Namespace: cri.DefaultNamespace,
 		ID:        containerID,
 		ExecID:    "exec-1",
 		Process: &specs.Process{

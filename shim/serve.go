@@ -153,8 +153,9 @@ func decideStart(ctx context.Context, f Flags, stdin io.Reader, h hooks.Hooks) (
 		return nil, nil, err
 	}
 	d.inst.Delegate = hooks.Delegate{Path: path, StdinFormat: format}
+	self, _ := os.Executable()
 	d.rec = &bundle.Record{
-		ID: f.ID, Namespace: f.Namespace, Sandbox: d.inst.Sandbox, Address: f.Socket, Pid: os.Getpid(),
+		ID: f.ID, Namespace: f.Namespace, Sandbox: d.inst.Sandbox, Address: f.Socket, Pid: os.Getpid(), Binary: self,
 		Delegate: bundle.Delegate{Path: path, StdinFormat: format},
 		Pins:     d.inst.Pins,
 	}

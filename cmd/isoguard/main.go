@@ -32,6 +32,7 @@ func commands() []topCommand {
 		{"policy", "validate a node policy file (isoguard policy validate FILE)", runPolicy},
 		{"explain", "show the decision and exact changes for a bundle, running nothing", runExplain},
 		{"config", "print containerd or Kubernetes configuration for isoguard", runConfig},
+		{"ps", "list the node's isoguard wrappers: pod, tenant, isolation, delegate, forced user", runPs},
 		{"version", "print the version", runVersion},
 	}
 }

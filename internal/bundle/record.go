@@ -30,8 +30,9 @@ type Record struct {
 	Sandbox bool `json:"sandbox"`
 	// Address is the wrapper's own ttrpc address, the one containerd was given.
 	Address string `json:"address"`
-	// Pid of the wrapper daemon.
-	Pid int `json:"pid"`
+	// Pid of the wrapper daemon, and the wrapper's binary (which the pid must still run).
+	Pid    int    `json:"pid"`
+	Binary string `json:"binary,omitempty"`
 	// Delegate is the shim the wrapper started and relays to.
 	Delegate Delegate `json:"delegate"`
 	// Pins are the decisions the start hook fixed for the pod (tenant, isolation, ...),
