@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -182,10 +183,10 @@ type DeniedError struct {
 	Denials []Finding // enforced findings only (Audit false)
 }
 
-// Error lists every denial, e.g.
-// `denied by rule untrusted.hostpath: mount C:\Users\x\.ssh is not allowed for tenant "default"`;
-// several are joined by "; ". The program's name is added where the error leaves the
-// wrapper (`isoguard: ` in a ttrpc status).
+// Error lists every denial and names the tenant once, e.g.
+// `denied by rule untrusted.hostpath: mount C:\Users\x\.ssh is not allowed (tenant "default")`;
+// several denials are joined by "; ". The program's name is added where the error leaves
+// the wrapper (`isoguard: ` in a ttrpc status).
 func (e *DeniedError) Error() string {
 	var b strings.Builder
 	for i, f := range e.Denials {
@@ -199,6 +200,9 @@ func (e *DeniedError) Error() string {
 	}
 	if len(e.Denials) == 0 {
 		b.WriteString("denied by policy")
+	}
+	if e.Tenant != "" {
+		fmt.Fprintf(&b, " (tenant %q)", e.Tenant)
 	}
 	return b.String()
 }

@@ -156,7 +156,7 @@ func checkAnnotations(ev *evaluation) {
 	if ev.in.Call == CallUpdate {
 		for _, k := range controlledKeys(ev.in.UpdateAnnotations) {
 			if !ev.p.annotationAllowed(k) {
-				ev.deny("updateAnnotations["+k+"]", "annotation %s is not allowed for tenant %q (an update cannot be rewritten)", k, ev.id.tenant)
+				ev.deny("updateAnnotations["+k+"]", "annotation %s is not allowed (an update cannot be rewritten)", k)
 			}
 		}
 		return
@@ -247,7 +247,7 @@ func checkAnnotationMap(ev *evaluation, am annotationMap) {
 			continue
 		}
 		if p.annDeny {
-			ev.deny(field, "annotation %s is not allowed for tenant %q", k, ev.id.tenant)
+			ev.deny(field, "annotation %s is not allowed", k)
 			continue
 		}
 		delete(am.w(), k)
@@ -270,7 +270,7 @@ func checkAnnotationOptions(ev *evaluation) {
 			continue
 		}
 		if p.annDeny {
-			ev.deny(f.field, "runtime option %s (annotation %s) is not allowed for tenant %q", f.field, f.key, ev.id.tenant)
+			ev.deny(f.field, "runtime option %s (annotation %s) is not allowed", f.field, f.key)
 			continue
 		}
 		f.clear()

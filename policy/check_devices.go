@@ -45,7 +45,7 @@ func checkDevices(ev *evaluation) {
 		}
 		for i, d := range s.Windows.Devices {
 			if !slices.Contains(ev.p.devices, windowsDeviceKey(d.IDType, d.ID)) {
-				ev.deny(fmt.Sprintf("windows.devices[%d]", i), "device %s://%s is not allowed for tenant %q", d.IDType, d.ID, ev.id.tenant)
+				ev.deny(fmt.Sprintf("windows.devices[%d]", i), "device %s://%s is not allowed", d.IDType, d.ID)
 			}
 		}
 		return
@@ -60,7 +60,7 @@ func checkDevices(ev *evaluation) {
 	var allowedNodes []devNo
 	for i, d := range s.Linux.Devices {
 		if p, err := parseLinuxPath(d.Path); err != nil || !slices.Contains(ev.p.devices, p.String(Linux)) {
-			ev.deny(fmt.Sprintf("linux.devices[%d]", i), "device %s is not allowed for tenant %q", d.Path, ev.id.tenant)
+			ev.deny(fmt.Sprintf("linux.devices[%d]", i), "device %s is not allowed", d.Path)
 			continue
 		}
 		allowedNodes = append(allowedNodes, devNo{d.Type, d.Major, d.Minor})
@@ -75,7 +75,7 @@ func checkDevices(ev *evaluation) {
 		ok := r.Type != "" && r.Type != "a" && r.Major != nil && r.Minor != nil &&
 			slices.Contains(allowedNodes, devNo{r.Type, *r.Major, *r.Minor})
 		if !ok {
-			ev.deny(fmt.Sprintf("linux.resources.devices[%d]", i), "device cgroup rule allowing %s is not allowed for tenant %q", deviceRuleString(r.Type, r.Major, r.Minor, r.Access), ev.id.tenant)
+			ev.deny(fmt.Sprintf("linux.resources.devices[%d]", i), "device cgroup rule allowing %s is not allowed", deviceRuleString(r.Type, r.Major, r.Minor, r.Access))
 		}
 	}
 }

@@ -44,7 +44,7 @@ func checkDiskPassthrough(ev *evaluation) {
 			}
 		}
 		if !allowed {
-			ev.deny(fmt.Sprintf("mounts[%d]", i), "mount of %s of type %q (disk passthrough) is not allowed for tenant %q", m.Source, m.Type, ev.id.tenant)
+			ev.deny(fmt.Sprintf("mounts[%d]", i), "mount of %s of type %q (disk passthrough) is not allowed", m.Source, m.Type)
 		}
 	}
 }

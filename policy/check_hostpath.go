@@ -57,11 +57,11 @@ func checkHostPath(ev *evaluation) {
 		field := "mounts[" + strconv.Itoa(i) + "].source"
 		switch mi.class {
 		case mountBadType:
-			ev.deny(fmt.Sprintf("mounts[%d].type", i), "mount %s of type %q is not allowed for tenant %q (only plain host paths; disks have their own rule)", m.Source, m.Type, ev.id.tenant)
+			ev.deny(fmt.Sprintf("mounts[%d].type", i), "mount %s of type %q is not allowed (only plain host paths; disks have their own rule)", m.Source, m.Type)
 		case mountScheme:
-			ev.deny(field, "mount %s (a runtime pseudo-source) is not allowed for tenant %q", m.Source, ev.id.tenant)
+			ev.deny(field, "mount %s (a runtime pseudo-source) is not allowed", m.Source)
 		case mountBadSource:
-			ev.deny(field, "mount %s is not allowed for tenant %q: %v", m.Source, ev.id.tenant, mi.err)
+			ev.deny(field, "mount %s is not allowed: %v", m.Source, mi.err)
 		case mountHostPath:
 			checkHostPathAllowed(ev, field, m.Source, mi.path, ph)
 		}
@@ -77,7 +77,7 @@ func checkHostPathAllowed(ev *evaluation, field, src string, p hostPath, ph plac
 		if ev.platform == Windows {
 			for _, e := range p.elems[len(pp.elems):] {
 				if hasShortNameElem(e) {
-					ev.deny(field, "mount %s is not allowed for tenant %q: element %q looks like an 8.3 short name, which the policy cannot resolve", src, ev.id.tenant, e)
+					ev.deny(field, "mount %s is not allowed: element %q looks like an 8.3 short name, which the policy cannot resolve", src, e)
 					return
 				}
 			}
@@ -88,5 +88,5 @@ func checkHostPathAllowed(ev *evaluation, field, src string, p hostPath, ph plac
 	if n := p.String(ev.platform); n != src {
 		shown = fmt.Sprintf("%s (%s)", src, n)
 	}
-	ev.deny(field, "mount %s is not allowed for tenant %q", shown, ev.id.tenant)
+	ev.deny(field, "mount %s is not allowed", shown)
 }

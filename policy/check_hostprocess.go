@@ -49,6 +49,6 @@ func checkHostProcess(ev *evaluation) {
 		if b, err := strconv.ParseBool(v); err == nil && !b {
 			continue
 		}
-		ev.deny(where+"["+key+"]", "HostProcess containers (%s=%s) are not allowed for tenant %q", key, redact(v), ev.id.tenant)
+		ev.deny(where+"["+key+"]", "HostProcess containers (%s=%s) are not allowed", key, redact(v))
 	}
 }

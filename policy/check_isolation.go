@@ -61,17 +61,17 @@ func checkIsolation(ev *evaluation) {
 	}
 	in := ev.in
 	if in.Spec.Linux != nil {
-		ev.deny("spec.linux", "Linux containers on Windows (LCOW) are not supported for tenant %q", ev.id.tenant)
+		ev.deny("spec.linux", "Linux containers on Windows (LCOW) are not supported")
 		return
 	}
 	if sp := ev.hcsIn.GetSandboxPlatform(); sp != "" {
 		if os, _, _ := strings.Cut(strings.ToLower(sp), "/"); os != "windows" {
-			ev.deny("options.SandboxPlatform", "sandbox platform %q is not windows for tenant %q", sp, ev.id.tenant)
+			ev.deny("options.SandboxPlatform", "sandbox platform %q is not windows", sp)
 			return
 		}
 	}
 	if w := in.Spec.Windows; w != nil && w.HyperV != nil && w.HyperV.UtilityVMPath != "" {
-		ev.deny("spec.windows.hyperv.utilityVMPath", "utility VM path %s (a host path) is not allowed for tenant %q", w.HyperV.UtilityVMPath, ev.id.tenant)
+		ev.deny("spec.windows.hyperv.utilityVMPath", "utility VM path %s (a host path) is not allowed", w.HyperV.UtilityVMPath)
 	}
 
 	const hv = "HYPERVISOR"

@@ -31,7 +31,7 @@ func checkNamedPipe(ev *evaluation) {
 	for i := range ev.in.Spec.Mounts {
 		m := &ev.in.Spec.Mounts[i]
 		if ev.mountInfos()[i].class == mountPipe {
-			ev.deny(fmt.Sprintf("mounts[%d].source", i), "mount of named pipe %s is not allowed for tenant %q", m.Source, ev.id.tenant)
+			ev.deny(fmt.Sprintf("mounts[%d].source", i), "mount of named pipe %s is not allowed", m.Source)
 		}
 	}
 }

@@ -33,7 +33,7 @@ var rulePodConsistency = &rule{
 func checkPodConsistency(ev *evaluation) {
 	in, pod := ev.in, ev.in.Pod
 	if pod == nil {
-		ev.deny("pod", "no pod was recorded for container %q (the wrapper did not start its pod); denied for tenant %q", in.ID, ev.id.tenant)
+		ev.deny("pod", "no pod was recorded for container %q (the wrapper did not start its pod); denied", in.ID)
 		return
 	}
 	if in.Namespace != pod.Namespace {

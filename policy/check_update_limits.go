@@ -73,7 +73,7 @@ func checkUpdateLimits(ev *evaluation) {
 		want = TypeURLLinuxResources
 	}
 	if r.GetTypeUrl() != want {
-		ev.deny("resources", "update payload of type %q is not allowed for tenant %q (only %s)", r.GetTypeUrl(), ev.id.tenant, want)
+		ev.deny("resources", "update payload of type %q is not allowed (only %s)", r.GetTypeUrl(), want)
 		return
 	}
 	if ev.platform == Linux {
@@ -95,7 +95,7 @@ func checkUpdateLimits(ev *evaluation) {
 
 func (ev *evaluation) overLimit(field string, v, limit uint64, unit string) {
 	if limit > 0 && v > limit {
-		ev.deny(field, "%s %d%s exceeds the limit %d%s for tenant %q", field, v, unit, limit, unit, ev.id.tenant)
+		ev.deny(field, "%s %d%s exceeds the limit %d%s", field, v, unit, limit, unit)
 	}
 }
 
@@ -125,7 +125,7 @@ func checkLinuxUpdate(ev *evaluation, r *specs.LinuxResources) {
 	l := ev.p.limits
 	if m := r.Memory; m != nil && m.Limit != nil && l.MemoryMB > 0 {
 		if *m.Limit <= 0 {
-			ev.deny("resources.memory.limit", "an unlimited memory limit (%d) is not allowed for tenant %q", *m.Limit, ev.id.tenant)
+			ev.deny("resources.memory.limit", "an unlimited memory limit (%d) is not allowed", *m.Limit)
 		} else {
 			ev.overLimit("resources.memory.limit", ceilMiB(uint64(*m.Limit)), l.MemoryMB, "MiB")
 		}
@@ -141,26 +141,26 @@ func checkLinuxUpdate(ev *evaluation, r *specs.LinuxResources) {
 			}
 			switch q := *c.Quota; {
 			case q <= 0:
-				ev.deny("resources.cpu.quota", "an unlimited CPU quota (%d) is not allowed for tenant %q", q, ev.id.tenant)
+				ev.deny("resources.cpu.quota", "an unlimited CPU quota (%d) is not allowed", q)
 			case uint64(q) > l.CPUCount*period:
-				ev.deny("resources.cpu.quota", "CPU quota %d/%d (%.2f CPUs) exceeds the limit of %d CPUs for tenant %q", q, period, float64(q)/float64(period), l.CPUCount, ev.id.tenant)
+				ev.deny("resources.cpu.quota", "CPU quota %d/%d (%.2f CPUs) exceeds the limit of %d CPUs", q, period, float64(q)/float64(period), l.CPUCount)
 			}
 		}
 	}
 	if p := r.Pids; p != nil && p.Limit != nil && l.Pids > 0 {
 		switch {
 		case *p.Limit <= 0:
-			ev.deny("resources.pids.limit", "an unlimited pids limit (%d) is not allowed for tenant %q", *p.Limit, ev.id.tenant)
+			ev.deny("resources.pids.limit", "an unlimited pids limit (%d) is not allowed", *p.Limit)
 		case *p.Limit > l.Pids:
-			ev.deny("resources.pids.limit", "resources.pids.limit %d exceeds the limit %d for tenant %q", *p.Limit, l.Pids, ev.id.tenant)
+			ev.deny("resources.pids.limit", "resources.pids.limit %d exceeds the limit %d", *p.Limit, l.Pids)
 		}
 	}
 	for i, d := range r.Devices {
 		if d.Allow {
-			ev.deny(fmt.Sprintf("resources.devices[%d]", i), "an update may not allow devices (%s) for tenant %q", deviceRuleString(d.Type, d.Major, d.Minor, d.Access), ev.id.tenant)
+			ev.deny(fmt.Sprintf("resources.devices[%d]", i), "an update may not allow devices (%s)", deviceRuleString(d.Type, d.Major, d.Minor, d.Access))
 		}
 	}
 	if len(r.Unified) > 0 {
-		ev.deny("resources.unified", "raw cgroup v2 settings (%d keys) are not allowed in an update for tenant %q", len(r.Unified), ev.id.tenant)
+		ev.deny("resources.unified", "raw cgroup v2 settings (%d keys) are not allowed in an update", len(r.Unified))
 	}
 }

@@ -126,11 +126,11 @@ func TestDecisionError(t *testing.T) {
 		t.Error("allowed decision has an error")
 	}
 	d = Decision{Tenant: "default", Denials: []Finding{
-		{Rule: "untrusted.hostpath", Reason: `mount C:\Users\x\.ssh is not allowed for tenant "default"`},
+		{Rule: "untrusted.hostpath", Reason: `mount C:\Users\x\.ssh is not allowed`},
 		{Rule: "untrusted.user", Reason: "audited", Audit: true},
-		{Rule: "untrusted.named-pipe", Reason: `mount of named pipe \\.\pipe\x is not allowed for tenant "default"`},
+		{Rule: "untrusted.named-pipe", Reason: `mount of named pipe \\.\pipe\x is not allowed`},
 	}}
-	want := `denied by rule untrusted.hostpath: mount C:\Users\x\.ssh is not allowed for tenant "default"; denied by rule untrusted.named-pipe: mount of named pipe \\.\pipe\x is not allowed for tenant "default"`
+	want := `denied by rule untrusted.hostpath: mount C:\Users\x\.ssh is not allowed; denied by rule untrusted.named-pipe: mount of named pipe \\.\pipe\x is not allowed (tenant "default")`
 	err := d.Error()
 	if err == nil || err.Error() != want {
 		t.Errorf("got  %v\nwant %s", err, want)

@@ -278,7 +278,7 @@ func TestProxyForwardsEveryMethodByteForByte(t *testing.T) {
 }
 
 func TestProxyInterceptsAndDenies(t *testing.T) {
-	denied := fmt.Errorf("denied by rule test.rule: mount /etc is not allowed for tenant %q: %w", "default", errdefs.ErrPermissionDenied)
+	denied := fmt.Errorf("denied by rule test.rule: mount /etc is not allowed (tenant %q): %w", "default", errdefs.ErrPermissionDenied)
 	var sawUpdate *hooks.UpdateRequest
 	h := recordingHooks{
 		create: func(r *hooks.CreateRequest) error {
