@@ -7,8 +7,11 @@ import (
 	"os"
 	"time"
 
+	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/isoguard/isoguard/internal/bundle"
 	"github.com/isoguard/isoguard/internal/logfields"
@@ -34,6 +37,14 @@ func deleteAction(ctx context.Context, f Flags, stdout, stderr io.Writer, h hook
 		// A corrupt record must not stop containerd's cleanup: fall back to the configured
 		// delegate, but say so.
 		log.G(ctx).WithError(err).Warn("isoguard record unreadable; using the configured delegate")
+	}
+	if rec != nil && rec.Denied != "" {
+		// The wrapper's start was denied and no delegate ever ran: nothing but the wrapper
+		// itself to clean up, and containerd's answer comes from here.
+		if owner {
+			cleanupOwner(ctx, rec)
+		}
+		return writeDeleteResponse(stdout)
 	}
 	delegatePath := ""
 	if rec != nil {
@@ -150,6 +161,21 @@ func removeDelegateSocket(ctx context.Context, rec *bundle.Record) {
 	if err != nil {
 		log.G(ctx).WithError(err).Warn("remove delegate socket")
 	}
+}
+
+// deniedExitStatus is what `delete` reports for a task that never ran: the status runhcs
+// reports for a task it cannot find (cmd/containerd-shim-runhcs-v1/delete.go).
+const deniedExitStatus = 255
+
+// writeDeleteResponse answers `delete` for a wrapper that started no delegate, as a shim
+// answers for a task that is gone: a DeleteResponse exited now.
+func writeDeleteResponse(stdout io.Writer) error {
+	data, err := proto.Marshal(&taskv2.DeleteResponse{ExitStatus: deniedExitStatus, ExitedAt: timestamppb.Now()})
+	if err != nil {
+		return err
+	}
+	_, err = stdout.Write(data)
+	return err
 }
 
 // ownStdio reports whether stdout and stderr are this process's own: only then can a

@@ -40,6 +40,9 @@ type daemon struct {
 
 	delegateGone chan struct{} // closed when the delegate's connection closes
 	goneOnce     sync.Once
+	// denial is the start hook's denial: no delegate is started, and containerd's Create
+	// gets the denial (serveRefusal).
+	denial error
 }
 
 func (d *daemon) gone() { d.goneOnce.Do(func() { close(d.delegateGone) }) }
@@ -77,6 +80,9 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 		return err
 	}
 	defer closeListener()
+	if d.denial != nil {
+		return d.serveRefusal(ctx, l, rep, sigs)
+	}
 	answer, err := d.startDelegate(ctx, delegateStdin)
 	if err != nil {
 		return err
@@ -140,8 +146,15 @@ func decideStart(ctx context.Context, f Flags, stdin io.Reader, h hooks.Hooks) (
 		f: f, hooks: h, bundle: sc.bundle, delegateGone: make(chan struct{}),
 		inst: &hooks.Instance{Namespace: f.Namespace, ID: f.ID, Bundle: sc.bundle, Sandbox: sc.role == cri.RoleSandbox},
 	}
+	self, _ := os.Executable()
+	d.rec = &bundle.Record{ID: f.ID, Namespace: f.Namespace, Sandbox: d.inst.Sandbox, Address: f.Socket, Pid: os.Getpid(), Binary: self}
 	req := &hooks.StartRequest{Options: sc.in.Options}
 	if err := relay.RunHook(ctx, "start", func() error { return h.Start(ctx, d.inst, req) }); err != nil {
+		if errdefs.IsPermissionDenied(err) {
+			// A denial is answered at Create, where containerd passes its code on.
+			d.denial, d.rec.Denied = err, err.Error()
+			return d, nil, nil
+		}
 		return nil, nil, err
 	}
 	path, err := findDelegate(req.Delegate.Path, f)
@@ -153,15 +166,38 @@ func decideStart(ctx context.Context, f Flags, stdin io.Reader, h hooks.Hooks) (
 		return nil, nil, err
 	}
 	d.inst.Delegate = hooks.Delegate{Path: path, StdinFormat: format}
-	self, _ := os.Executable()
-	d.rec = &bundle.Record{
-		ID: f.ID, Namespace: f.Namespace, Sandbox: d.inst.Sandbox, Address: f.Socket, Pid: os.Getpid(), Binary: self,
-		Delegate: bundle.Delegate{Path: path, StdinFormat: format},
-		Pins:     d.inst.Pins,
-	}
+	d.rec.Delegate = bundle.Delegate{Path: path, StdinFormat: format}
+	d.rec.Pins = d.inst.Pins
 	sc.in.Options = req.Options
 	delegateStdin, err := sc.in.Encode(format, f.launch())
 	return d, delegateStdin, err
+}
+
+// serveRefusal serves a wrapper whose start was denied until containerd, having had the
+// denial as the answer to its Create, shuts it down. No delegate runs.
+func (d *daemon) serveRefusal(ctx context.Context, l net.Listener, rep *reporter, sigs <-chan os.Signal) error {
+	if err := bundle.WriteRecord(d.bundle, d.rec); err != nil {
+		return fmt.Errorf("write isoguard record: %w", err)
+	}
+	if err := bundle.WriteRestoreFiles(d.bundle, d.rec.Address, d.rec.Pid); err != nil {
+		return err
+	}
+	srv, err := ttrpc.NewServer(transport.ServerOptions()...)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	relay.RegisterRefusal(srv, d.denial, os.Getpid(), d.gone)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, l) }()
+	rep.report(readiness{Address: d.f.Socket})
+	log.G(ctx).WithError(d.denial).Info("start denied; the denial answers containerd's Create")
+	err = d.awaitEnd(ctx, served, sigs)
+	// Let Shutdown's answer reach containerd before the connection closes.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Millisecond)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	return err
 }
 
 // startDelegate runs the delegate's start; a delegate whose start failed (or was killed at

@@ -10,9 +10,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
 	apitypes "github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/isoguard/isoguard/internal/bundle"
@@ -198,17 +202,71 @@ func TestServeMissingDelegate(t *testing.T) {
 	}
 }
 
-// TestServeStartDenied: a start hook's denial ends the daemon before any delegate runs,
-// and `start` gets the denial.
+// TestServeStartDenied: a start hook's denial starts no delegate; the daemon answers
+// containerd's Create with the denial (a PermissionDenied status: containerd passes a
+// Create's code on, not a start's), exits on Shutdown, and `delete` answers for the task.
 func TestServeStartDenied(t *testing.T) {
-	denial := fmt.Errorf("start abc123 denied: node policy file /etc/isoguard/policy.yaml: invalid: %w", errdefs.ErrPermissionDenied)
-	report, _, err := serveWith(t, stubHooks{delegate: hooks.Delegate{Path: "/nonexistent/shim"}, startErr: denial})
-	if !errdefs.IsPermissionDenied(err) {
-		t.Fatalf("serve: %v", err)
+	denial := fmt.Errorf("denied by rule untrusted.hostpath: mount /etc is not allowed (tenant %q): %w", "team-a", errdefs.ErrPermissionDenied)
+	dir := t.TempDir()
+	writeBundleSpec(t, dir, nil)
+	t.Chdir(dir)
+	f := testFlags()
+	f.Socket = "unix://" + filepath.Join(t.TempDir(), "w.sock")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
 	}
-	var rd readiness
-	if json.Unmarshal(report, &rd) != nil || rd.Error != err.Error() || strings.Contains(rd.Error, "/nonexistent/shim") {
-		t.Fatalf("readiness report %q: want only the denial", report)
+	defer r.Close()
+	h := stubHooks{delegate: hooks.Delegate{Path: "/nonexistent/shim"}, startErr: denial}
+	served := make(chan error, 1)
+	go func() { served <- serve(context.Background(), f, bytes.NewReader(nil), w, h) }()
+	rd, err := awaitReadiness(r)
+	if err != nil || rd.Error != "" || rd.Address != f.Socket {
+		t.Fatalf("readiness %+v, %v: a denied start still answers containerd", rd, err)
+	}
+	rec, err := bundle.ReadRecord(dir)
+	if err != nil || rec.Denied == "" || rec.Delegate.Path != "" {
+		t.Fatalf("record %+v, %v: want the denial and no delegate", rec, err)
+	}
+	conn, err := transport.Dial(f.Socket, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := taskv2.NewTTRPCTaskClient(ttrpc.NewClient(conn))
+	ctx := context.Background()
+	_, err = task.Create(ctx, &taskv2.CreateTaskRequest{ID: f.ID, Bundle: dir})
+	if err = errgrpc.ToNative(err); !errdefs.IsPermissionDenied(err) || !strings.HasPrefix(err.Error(), "isoguard: denied by rule untrusted.hostpath") {
+		t.Fatalf("Create: %v, want the denial as permission denied", err)
+	}
+	if c, err := task.Connect(ctx, &taskv2.ConnectRequest{ID: f.ID}); err != nil || c.ShimPid != uint32(os.Getpid()) {
+		t.Fatalf("Connect: %v %v", c, err)
+	}
+	if _, err := task.State(ctx, &taskv2.StateRequest{ID: f.ID}); !errdefs.IsNotFound(errgrpc.ToNative(err)) {
+		t.Fatalf("State: %v, want not found", err)
+	}
+	if _, err := task.Shutdown(ctx, &taskv2.ShutdownRequest{ID: f.ID}); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the refusing daemon did not end on Shutdown")
+	}
+	if _, err := os.Stat(strings.TrimPrefix(f.Socket, "unix://")); err == nil {
+		t.Fatal("socket left behind")
+	}
+	// containerd's delete of the bundle: nothing ran, so the answer comes from the wrapper.
+	f.Bundle = dir
+	var out, errb bytes.Buffer
+	if err := deleteAction(ctx, f, &out, &errb, h); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	var dr taskv2.DeleteResponse
+	if err := proto.Unmarshal(out.Bytes(), &dr); err != nil || dr.ExitStatus != deniedExitStatus || dr.ExitedAt == nil {
+		t.Fatalf("delete answered %v (%v)", &dr, err)
 	}
 }
 

@@ -35,6 +35,9 @@ type Record struct {
 	Binary string `json:"binary,omitempty"`
 	// Delegate is the shim the wrapper started and relays to.
 	Delegate Delegate `json:"delegate"`
+	// Denied is the start hook's denial when the wrapper started no delegate: it only answers
+	// containerd's Create with the denial (docs/shim.md).
+	Denied string `json:"denied,omitempty"`
 	// Pins are the decisions the start hook fixed for the pod (tenant, isolation, ...),
 	// which every later container of the pod must match; opaque to the wrapper.
 	Pins json.RawMessage `json:"pins,omitempty"`
