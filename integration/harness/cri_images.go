@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -44,7 +45,7 @@ func CRIImages() []string {
 var BusyboxPath = "/bin/busybox"
 
 // criImageFormat changes whenever the layout of the CRI images changes (part of the cache key).
-const criImageFormat = "isoguard-cri-images/1"
+const criImageFormat = "isoguard-cri-images/2"
 
 const criStandinPkg = "./integration/cmd/cri-standin"
 
@@ -147,6 +148,23 @@ func busyboxApplets(bin string) ([]string, error) {
 	return applets, nil
 }
 
+// pgrepScript stands in for busybox's pgrep: pgrep NAME prints the pids, one a line.
+const pgrepScript = `#!/bin/sh
+# pgrep stand-in of the isoguard CRI images (Debian's busybox-static has no pgrep).
+pids=$(pidof "$1") || exit 1
+for p in $pids; do echo "$p"; done
+`
+
+// ipcsScript stands in for ipcs -m: the System V shared memory segments of the IPC namespace.
+const ipcsScript = `#!/bin/sh
+# ipcs -m stand-in of the isoguard CRI images (Debian's busybox-static has no ipcs).
+echo "------ Shared Memory Segments --------"
+echo "key        shmid      owner      perms      bytes      nattch"
+tail -n +2 /proc/sysvipc/shm | while read key shmid perms size cpid lpid nattch uid rest; do
+	echo "$key $shmid $uid $perms $size $nattch"
+done
+`
+
 const criImagePath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // criImages are the images of CRIImagesTar: a busybox layer, a web stand-in layer on top
@@ -179,6 +197,17 @@ func criImages(busybox []byte, applets []string, standin []byte) []OCIImage {
 	}
 	for _, a := range applets {
 		base = append(base, HardlinkEntry(a, "bin/busybox"))
+	}
+	// Applets critest's specs use that Debian's busybox build lacks, as scripts.
+	for _, a := range []string{"bin/pgrep", "usr/bin/ipcs"} {
+		if slices.Contains(applets, a) {
+			continue
+		}
+		script := pgrepScript
+		if strings.HasSuffix(a, "ipcs") {
+			script = ipcsScript
+		}
+		base = append(base, FileEntry(a, 0o755, []byte(script)))
 	}
 	home := DirEntry("home/tenant", 0o755)
 	home.UID, home.GID = ImageTenantUID, ImageTenantGID
@@ -213,6 +242,9 @@ func criImages(busybox []byte, applets []string, standin []byte) []OCIImage {
 	webImage := func(name, server string, port int) OCIImage {
 		return OCIImage{Name: name, Layers: []ImageLayer{base, web}, Config: ImageConfig{
 			Entrypoint: []string{"/usr/sbin/" + server},
+			// Ignored by cri-standin; critest's ContainerPID spec looks for real nginx's
+			// "master process" in the command line of the container's pid 1.
+			Cmd:        []string{server + ": master process (isoguard stand-in)"},
 			Env:        []string{criImagePath, fmt.Sprintf("WEB_PORT=%d", port), "WEB_ROOT=/www", "PID_FILE=/var/run/" + server + ".pid"},
 			WorkingDir: "/",
 		}}
