@@ -16,8 +16,13 @@ import (
 	"github.com/isoguard/isoguard/integration/harness"
 )
 
-// version is the containerd the CRI scenarios run on.
-const version = "2.4"
+// forEachVersion runs f as a subtest for each containerd version of the CRI tier (2.4,
+// then 1.7; 1.7 is skipped with ISOGUARD_SKIP_CTRD17=1).
+func forEachVersion(t *testing.T, f func(t *testing.T, version string)) {
+	for _, v := range harness.CRIVersions() {
+		t.Run(v, func(t *testing.T) { f(t, v) })
+	}
+}
 
 // appScript is the main container's process: it logs to stdout and stderr, then waits,
 // exiting 0 on SIGTERM (a shell as PID 1 has no default SIGTERM action).
@@ -126,7 +131,9 @@ func inspectPid(t *testing.T, ctr *harness.Container) int {
 // TestCRIPodLifecycle: a pod with two containers through the plain runc handler; exec
 // (streaming and sync, exit status, user), logs, stats, an in-place resource update, then
 // stop and removal of everything, with nothing left.
-func TestCRIPodLifecycle(t *testing.T) {
+func TestCRIPodLifecycle(t *testing.T) { forEachVersion(t, testCRIPodLifecycle) }
+
+func testCRIPodLifecycle(t *testing.T, version string) {
 	c := harness.CRIContainerd(t, version, harness.CRIOptions{})
 	pod, app, web := startTwoContainerPod(t, c)
 
@@ -268,7 +275,9 @@ func assertEmpty(t *testing.T, c *harness.CRIDaemon) {
 
 // TestCRIRestart: containerd restarts under a running pod; afterwards exec, logs, stop and
 // removal work, and nothing is left.
-func TestCRIRestart(t *testing.T) {
+func TestCRIRestart(t *testing.T) { forEachVersion(t, testCRIRestart) }
+
+func testCRIRestart(t *testing.T, version string) {
 	c := harness.CRIContainerd(t, version, harness.CRIOptions{})
 	pod, app, web := startTwoContainerPod(t, c)
 	appPid, webPid := inspectPid(t, app), inspectPid(t, web)
