@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command cri-standin is the static program of the CRI test images (harness.CRIImagesTar).
 // It is a multi-call program chosen by the base name of argv[0]:
 //
