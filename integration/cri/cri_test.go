@@ -237,7 +237,7 @@ func testCRIPodLifecycle(t *testing.T, version string) {
 
 	// The leak check sees a running pod: every kind of trace it looks for is there now.
 	left := strings.Join(c.Leftovers(), "\n")
-	for _, kind := range []string{"process ", "mount ", "network namespace ", "shim socket ", "runc state ", "bundle ", "cgroup ", "IP allocation "} {
+	for _, kind := range []string{"process ", "mount ", "network namespace ", "shim socket ", "runc state ", "bundle ", "cgroup ", "IP allocation ", "CNI result cache "} {
 		if !strings.Contains(left, kind) {
 			t.Errorf("Leftovers() with a running pod lists no %q:\n%s", kind, left)
 		}

@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -133,6 +134,11 @@ func CRIContainerd(t testing.TB, version string, opts CRIOptions) *CRIDaemon {
 		c.runcRoots = append(c.runcRoots, root)
 	}
 
+	criSweepOnce.Do(func() { // before ContainerdWith's sweep removes the stale directories
+		for _, msg := range sweepStaleCRI() {
+			t.Logf("stale CRI daemon sweep: %s", msg)
+		}
+	})
 	// Registered before the daemon's own cleanup, so it runs after it: the final check.
 	t.Cleanup(func() { c.finalCheck(t) })
 
@@ -149,8 +155,9 @@ func CRIContainerd(t testing.TB, version string, opts CRIOptions) *CRIDaemon {
 			err = os.WriteFile(filepath.Join(c.CNIConfDir, "10-"+c.CNINetwork+".conflist"), []byte(net.conflist()), 0o644)
 		}
 		if err == nil {
-			// A marker for concurrent CRI daemons (ip_forward is restored by the last one).
-			err = os.WriteFile(filepath.Join(d.Dir, "cri"), []byte(c.Bridge+"\n"), 0o644)
+			// A marker for concurrent CRI daemons (ip_forward is restored by the last one) and
+			// for the stale sweep: what this daemon creates outside its directory.
+			err = os.WriteFile(filepath.Join(d.Dir, "cri"), []byte(fmt.Sprintf("%s %s %s\n", c.Bridge, c.CgroupParent, c.CNINetwork)), 0o644)
 		}
 		if err != nil {
 			// The config hook cannot fail the test itself: containerd then refuses the file.
@@ -759,8 +766,7 @@ func (c *CRIDaemon) Leftovers() []string {
 	for _, f := range ipamAllocations(filepath.Join(c.IPAMDir, c.CNINetwork)) {
 		left = append(left, "IP allocation "+f)
 	}
-	results, _ := filepath.Glob(filepath.Join("/var/lib/cni/results", c.CNINetwork+"-*"))
-	for _, f := range results {
+	for _, f := range cniResults(c.CNINetwork, ids) {
 		left = append(left, "CNI result cache "+f)
 	}
 	sort.Strings(left)
@@ -809,18 +815,21 @@ func (c *CRIDaemon) forceClean(ids []string) []string {
 	for i := 0; i < 50 && len(pidsInCgroupsOf(ids)) > 0; i++ {
 		time.Sleep(20 * time.Millisecond)
 	}
+	removed := 0
 	for _, cg := range cgroupsNamed(ids) {
 		if removeCgroup(cg) == nil {
-			msgs = append(msgs, "removed cgroup "+cg)
+			removed++
 		}
+	}
+	if removed > 0 {
+		msgs = append(msgs, fmt.Sprintf("removed %d cgroups of the pods and containers", removed))
 	}
 	// The pods' cgroup parent is created by runc and never removed by anyone (kubelet owns
 	// it in a cluster).
 	for _, h := range cgroupHierarchies() {
 		removeCgroup(filepath.Join(h, c.CgroupParent))
 	}
-	results, _ := filepath.Glob(filepath.Join("/var/lib/cni/results", c.CNINetwork+"-*"))
-	for _, f := range results {
+	for _, f := range cniResults(c.CNINetwork, ids) {
 		if os.Remove(f) == nil {
 			msgs = append(msgs, "removed "+f)
 		}
@@ -840,6 +849,82 @@ func (c *CRIDaemon) forceClean(ids []string) []string {
 		}
 	}
 	return msgs
+}
+
+var criSweepOnce sync.Once
+
+// sweepStaleCRI removes what the CRI daemons of test processes that died without their
+// cleanup (killed by go test -timeout) left outside their directories: the bridge, the pods'
+// cgroup parent with the processes in it, CNI result cache files. ContainerdWith's sweep then
+// handles the directories (shims, runc containers, sockets, mounts).
+func sweepStaleCRI() (msgs []string) {
+	markers, _ := filepath.Glob("/tmp/ig-*/cri")
+	for _, m := range markers {
+		dir := filepath.Dir(m)
+		if !ownerGone(dir) {
+			continue
+		}
+		var bridge, parent, network string
+		b, _ := os.ReadFile(m)
+		if n, _ := fmt.Sscanf(string(b), "%s %s %s", &bridge, &parent, &network); n != 3 || !strings.HasPrefix(parent, "/ig-cri-") {
+			continue
+		}
+		stale := &CRIDaemon{Bridge: bridge, CgroupParent: parent, CNINetwork: network}
+		killed := map[int]bool{}
+		for _, h := range cgroupHierarchies() {
+			for _, pid := range cgroupProcs(filepath.Join(h, parent)) {
+				if !killed[pid] && syscall.Kill(pid, syscall.SIGKILL) == nil {
+					killed[pid] = true
+					msgs = append(msgs, fmt.Sprintf("%s: killed pod process %d", dir, pid))
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+		// The ids of its pods and containers: their bundles (the log may be long).
+		var ids []string
+		bundles, _ := filepath.Glob(filepath.Join(dir, "state", "io.containerd.runtime.v2.task", CRINamespace, "*"))
+		for _, b := range bundles {
+			ids = append(ids, filepath.Base(b))
+		}
+		for _, msg := range stale.forceClean(ids) {
+			msgs = append(msgs, dir+": "+msg)
+		}
+		os.Remove(m)
+	}
+	return msgs
+}
+
+// ownerGone reports whether the test process that created a daemon directory has exited
+// (its owner file: "PID STARTTIME").
+func ownerGone(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "owner"))
+	if err != nil {
+		return false
+	}
+	var pid int
+	var start string
+	if n, _ := fmt.Sscanf(string(b), "%d %s", &pid, &start); n != 2 {
+		return false
+	}
+	return pid != os.Getpid() && !(processAlive(pid) && procStartTime(pid) == start)
+}
+
+// cgroupProcs lists the processes in the cgroup dir and its descendants.
+func cgroupProcs(dir string) []int {
+	var pids []int
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		b, _ := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+		return nil
+	})
+	return pids
 }
 
 // finalCheck runs after the Daemon's cleanup: nothing of the daemon may remain.
@@ -997,6 +1082,22 @@ func pidsInCgroupsOf(ids []string) []int {
 		}
 	}
 	return pids
+}
+
+// cniResultsDir is libcni's default cache dir (go-cni sets none): a result per network,
+// container id and interface, removed on CNI DEL.
+const cniResultsDir = "/var/lib/cni/results"
+
+// cniResults lists the cached CNI results of the daemon's network and of the loopback
+// network containerd adds itself (go-cni WithLoNetwork: "cni-loopback") for the pods ids.
+func cniResults(network string, ids []string) []string {
+	files, _ := filepath.Glob(filepath.Join(cniResultsDir, network+"-*"))
+	for _, id := range ids {
+		lo, _ := filepath.Glob(filepath.Join(cniResultsDir, "cni-loopback-"+id+"-*"))
+		files = append(files, lo...)
+	}
+	sort.Strings(files)
+	return files
 }
 
 // ipamAllocations lists host-local's allocation files (named after the IP) in dir.
