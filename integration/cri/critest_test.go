@@ -10,15 +10,19 @@ import (
 	"github.com/isoguard/isoguard/integration/harness"
 )
 
-// critestKnownFailures are specs of harness.CritestFocus that fail on the plain runc
-// handler on this kind of machine, with the reason. A spec listed here that passes, or a
-// failure not listed, fails the test.
-var critestKnownFailures = map[string]string{}
+// critestKnownFailures are, per containerd version, specs of harness.CritestFocus that fail
+// on the plain runc handler on this kind of machine, with the reason. A spec listed here
+// that passes, or a failure not listed, fails the test.
+var critestKnownFailures = map[string]map[string]string{}
 
 // TestCritestRunc runs the focused critest subset (harness.CritestFocus, CritestSkip)
-// against containerd 2.4's CRI plugin with the plain runc handler, and lists what passed.
-func TestCritestRunc(t *testing.T) {
-	c := harness.CRIContainerd(t, "2.4", harness.CRIOptions{})
+// against the CRI plugin of containerd 2.4 and 1.7 with the plain runc handler, and lists
+// what passed.
+func TestCritestRunc(t *testing.T) { forEachVersion(t, testCritestRunc) }
+
+func testCritestRunc(t *testing.T, version string) {
+	critestKnownFailures := critestKnownFailures[version]
+	c := harness.CRIContainerd(t, version, harness.CRIOptions{})
 	r := c.Critest(t, harness.CritestOptions{})
 	t.Logf("critest focus %q skip %q: %d passed, %d failed, %d skipped in %v",
 		harness.CritestFocus, harness.CritestSkip, len(r.Passed), len(r.Failed), len(r.Skipped), r.Duration)
