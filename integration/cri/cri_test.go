@@ -235,6 +235,17 @@ func testCRIPodLifecycle(t *testing.T, version string) {
 		t.Errorf("crictl inspect: runtimeSpec memory limit %v, want %d", mem["limit"], 64<<20)
 	}
 
+	// One shim serves the pod (its containers join the sandbox's shim): containerd connected
+	// to one socket, which is there.
+	socks := c.ShimSockets()
+	if len(socks) != 1 {
+		t.Errorf("shim sockets in containerd's log: %v, want one for the pod", socks)
+	}
+	for _, s := range socks {
+		if _, err := os.Stat(s); err != nil {
+			t.Errorf("shim socket of the running pod: %v", err)
+		}
+	}
 	// The leak check sees a running pod: every kind of trace it looks for is there now.
 	left := strings.Join(c.Leftovers(), "\n")
 	for _, kind := range []string{"process ", "mount ", "network namespace ", "shim socket ", "runc state ", "bundle ", "cgroup ", "IP allocation ", "CNI result cache "} {

@@ -259,6 +259,24 @@ func criIDsInLog(log string) []string {
 	return ids
 }
 
+// shimAddressPattern finds the addresses of the shims containerd connected to, in its log
+// (2.x core/runtime/v2/shim.go "connecting to shim", 1.7 runtime/v2/shim.go "shim bootstrap
+// parameters", both with an address field): whatever names a shim (runc's, isoguard's)
+// gives its socket.
+var shimAddressPattern = regexp.MustCompile(`address="?(?:unix://)?(/run/containerd/s/[0-9A-Za-z._-]+)`)
+
+func shimAddressesInLog(log string) []string {
+	seen := map[string]bool{}
+	var addrs []string
+	for _, m := range shimAddressPattern.FindAllStringSubmatch(log, -1) {
+		if !seen[m[1]] {
+			seen[m[1]] = true
+			addrs = append(addrs, m[1])
+		}
+	}
+	return addrs
+}
+
 // PodConfig describes a pod sandbox for RunPod (a subset of the CRI PodSandboxConfig).
 type PodConfig struct {
 	Name      string // metadata.name; default "pod"

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -697,6 +698,10 @@ func (c *CRIDaemon) Critest(t testing.TB, o CritestOptions) *CritestResult {
 // (from its log).
 func (c *CRIDaemon) IDs() []string { return criIDsInLog(c.Logs()) }
 
+// ShimSockets returns the addresses of every shim containerd connected to so far (from its
+// log), whatever shim served them.
+func (c *CRIDaemon) ShimSockets() []string { return shimAddressesInLog(c.Logs()) }
+
 // cleanup: remove the pods left, assert that nothing of them is left, then tear down the
 // rest (containerd is stopped by the Daemon's own cleanup, which runs next).
 func (c *CRIDaemon) cleanup(t testing.TB) {
@@ -722,8 +727,14 @@ func (c *CRIDaemon) cleanup(t testing.TB) {
 // under its directory, network namespaces, shim sockets, runc state, cgroups, CNI
 // allocations. Empty means clean.
 func (c *CRIDaemon) Leftovers() []string {
-	ids := c.IDs()
+	log := c.Logs()
+	ids := criIDsInLog(log)
 	var left []string
+	for _, a := range shimAddressesInLog(log) {
+		if fileExists(a) {
+			left = append(left, "shim socket "+a)
+		}
+	}
 	for _, pid := range pidsInCgroupsOf(ids) {
 		left = append(left, fmt.Sprintf("process %d in a pod/container cgroup: %s", pid, cmdline(pid)))
 	}
@@ -747,7 +758,7 @@ func (c *CRIDaemon) Leftovers() []string {
 	}
 	for _, id := range ids {
 		for _, debug := range []bool{false, true} {
-			if s := runcShimSocket(c.Address, CRINamespace, id, debug); fileExists(s) {
+			if s := runcShimSocket(c.Address, CRINamespace, id, debug); fileExists(s) && !slices.Contains(left, "shim socket "+s) {
 				left = append(left, "shim socket "+s)
 			}
 		}

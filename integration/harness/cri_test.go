@@ -97,6 +97,16 @@ func TestCRIIDsInLog(t *testing.T) {
 	}
 }
 
+func TestShimAddressesInLog(t *testing.T) {
+	log := `time="x" level=info msg="connecting to shim abc" address="unix:///run/containerd/s/0123abcd" namespace=k8s.io protocol=ttrpc version=3` + "\n" +
+		`time="x" level=debug msg="shim bootstrap parameters" address="unix:///run/containerd/s/0123abcd" protocol=ttrpc` + "\n" +
+		`time="x" level=debug msg="shim bootstrap parameters" address=unix:///run/containerd/s/isoguard-ff.sock protocol=ttrpc` + "\n"
+	got := shimAddressesInLog(log)
+	if strings.Join(got, " ") != "/run/containerd/s/0123abcd /run/containerd/s/isoguard-ff.sock" {
+		t.Fatalf("shimAddressesInLog = %v", got)
+	}
+}
+
 func TestPodAndContainerJSON(t *testing.T) {
 	uid := int64(1000)
 	p := podJSON(PodConfig{Name: "p", HostNetwork: true, Extra: map[string]any{"linux": map[string]any{"sysctls": map[string]any{"a": "1"}}}}, "u1", "/logs", "/ig-cri-1")
