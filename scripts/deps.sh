@@ -69,11 +69,12 @@ containerd17() {
 }
 
 # cri: what the CRI tests (integration/cri) need besides containerd: the CNI plugins
-# (/usr/lib/cni) and busybox-static (/bin/busybox, the base of the test images) from apt,
+# (/usr/lib/cni), busybox-static (/bin/busybox, the base of the test images) and iproute2
+# (ip, for the test network's bridge) from apt,
 # crictl (go install) and critest (not go-installable: "no non-test Go files"; built as a
 # test binary from the module source) into $CACHE/cri-tools-VERSION/bin.
 cri() {
-	apt_install containernetworking-plugins busybox-static
+	apt_install containernetworking-plugins busybox-static iproute2
 	local dir="$CACHE/cri-tools-$CRITOOLS_VERSION/bin"
 	mkdir -p "$dir"
 	if [ ! -x "$dir/crictl" ]; then

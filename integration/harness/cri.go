@@ -110,9 +110,19 @@ type criNet struct {
 	IPAMDir string // host-local dataDir
 }
 
+// gateway is the bridge's address: x.y.z.1 of the subnet.
+func (n criNet) gateway() string {
+	return strings.TrimSuffix(n.Subnet, "0/24") + "1"
+}
+
 // conflist is the CNI network configuration: a bridge with host-local IPAM. The loopback
 // plugin is not in it: containerd adds its own loopback network (go-cni WithLoNetwork),
 // running the loopback binary from the same bin dir.
+//
+// isGateway is false: with it the bridge plugin would also turn on the host's
+// net.ipv4.ip_forward (for all of the machine). The harness gives the bridge the gateway
+// address itself before containerd starts (createBridge), so the host reaches the pods and
+// the pods' default route (host-local's gateway) points at the bridge all the same.
 func (n criNet) conflist() string {
 	b, _ := json.MarshalIndent(map[string]any{
 		"cniVersion": "1.0.0",
@@ -120,13 +130,13 @@ func (n criNet) conflist() string {
 		"plugins": []any{map[string]any{
 			"type":        "bridge",
 			"bridge":      n.Bridge,
-			"isGateway":   true,
+			"isGateway":   false,
 			"ipMasq":      false,
 			"hairpinMode": true,
 			"ipam": map[string]any{
 				"type":    "host-local",
 				"dataDir": n.IPAMDir,
-				"ranges":  [][]map[string]string{{{"subnet": n.Subnet}}},
+				"ranges":  [][]map[string]string{{{"subnet": n.Subnet, "gateway": n.gateway()}}},
 				"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
 			},
 		}},

@@ -42,7 +42,6 @@ type CRIDaemon struct {
 	IPAMDir        string
 	crictlConfig   string
 	netnsBefore    map[string]bool
-	forwardBefore  string
 	runcRoots      []string // runc --root of the handlers: where runc keeps container state
 	savedIDs       []string // IDs() at cleanup, for the final check (the log goes with the directory)
 }
@@ -74,8 +73,9 @@ func HasCapSysResource() bool {
 //
 //   - root, state, sockets, config under a short /tmp/ig-* directory (ContainerdWith);
 //   - runtime handlers opts.Handlers (default RuncHandler) and default_runtime_name;
-//   - a private CNI network: bridge (own name, isGateway, ipMasq false) + host-local IPAM
-//     (own subnet, dataDir in the private directory), plugins from CNIBinDir;
+//   - a private CNI network: bridge (own name, created with the gateway address by the
+//     harness, ipMasq false) + host-local IPAM (own subnet, dataDir in the private
+//     directory), plugins from CNIBinDir; no host sysctl is changed;
 //   - network namespaces under STATE/netns (netns_mounts_under_state_dir);
 //   - restrict_oom_score_adj when this process lacks CAP_SYS_RESOURCE;
 //   - the sandbox image CRIPauseImage pinned (2.x pinned_images.sandbox, 1.7 sandbox_image)
@@ -115,7 +115,6 @@ func CRIContainerd(t testing.TB, version string, opts CRIOptions) *CRIDaemon {
 	if opts.RestrictOOMScoreAdj != nil {
 		c.RestrictOOM = *opts.RestrictOOMScoreAdj
 	}
-	c.forwardBefore = readTrim("/proc/sys/net/ipv4/ip_forward")
 	var rnd [4]byte
 	rand.Read(rnd[:])
 	tag := hex.EncodeToString(rnd[:])
@@ -156,8 +155,10 @@ func CRIContainerd(t testing.TB, version string, opts CRIOptions) *CRIDaemon {
 			err = os.WriteFile(filepath.Join(c.CNIConfDir, "10-"+c.CNINetwork+".conflist"), []byte(net.conflist()), 0o644)
 		}
 		if err == nil {
-			// A marker for concurrent CRI daemons (ip_forward is restored by the last one) and
-			// for the stale sweep: what this daemon creates outside its directory.
+			err = createBridge(net)
+		}
+		if err == nil {
+			// A marker for the stale sweep: what this daemon creates outside its directory.
 			err = os.WriteFile(filepath.Join(d.Dir, "cri"), []byte(fmt.Sprintf("%s %s %s\n", c.Bridge, c.CgroupParent, c.CNINetwork)), 0o644)
 		}
 		if err != nil {
@@ -237,9 +238,20 @@ func hostRoutes() []*net.IPNet {
 	return nets
 }
 
-func readTrim(p string) string {
-	b, _ := os.ReadFile(p)
-	return strings.TrimSpace(string(b))
+// createBridge creates the network's bridge, up, with the gateway address (the CNI bridge
+// plugin then uses it as it is).
+func createBridge(n criNet) error {
+	for _, args := range [][]string{
+		{"link", "add", n.Bridge, "type", "bridge"},
+		{"addr", "add", n.gateway() + "/24", "dev", n.Bridge},
+		{"link", "set", n.Bridge, "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			exec.Command("ip", "link", "delete", n.Bridge).Run()
+			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return nil
 }
 
 func dirNames(dir string) map[string]bool {
@@ -850,15 +862,6 @@ func (c *CRIDaemon) forceClean(ids []string) []string {
 			msgs = append(msgs, fmt.Sprintf("ip link delete %s: %v %s", c.Bridge, err, out))
 		}
 	}
-	// The bridge plugin (isGateway) turns on IPv4 forwarding: turn it off again when it was
-	// off and no other CRI daemon is running.
-	if c.forwardBefore == "0" && readTrim("/proc/sys/net/ipv4/ip_forward") == "1" {
-		others, _ := filepath.Glob("/tmp/ig-*/cri")
-		if len(others) <= 1 {
-			os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("0\n"), 0o644)
-			msgs = append(msgs, "net.ipv4.ip_forward restored to 0")
-		}
-	}
 	return msgs
 }
 
@@ -940,7 +943,8 @@ func cgroupProcs(dir string) []int {
 
 // finalCheck runs after the Daemon's cleanup: nothing of the daemon may remain.
 func (c *CRIDaemon) finalCheck(t testing.TB) {
-	if c.Daemon == nil {
+	if c.Daemon == nil { // containerd did not start: the bridge may exist already
+		exec.Command("ip", "link", "delete", c.Bridge).Run()
 		return
 	}
 	var left []string
@@ -955,6 +959,7 @@ func (c *CRIDaemon) finalCheck(t testing.TB) {
 	}
 	if _, err := net.InterfaceByName(c.Bridge); err == nil {
 		left = append(left, "bridge "+c.Bridge)
+		exec.Command("ip", "link", "delete", c.Bridge).Run()
 	}
 	ids := c.savedIDs
 	for _, pid := range pidsInCgroupsOf(ids) {
