@@ -23,6 +23,9 @@ type Options struct {
 	ExtraConfig string
 	// Env is added to containerd's environment (KEY=VALUE).
 	Env []string
+	// Config, when set, writes the whole config file instead of the generated one (given
+	// the daemon with its paths set); the CRI tier (CRIContainerd) uses it.
+	Config func(d *Daemon) string
 }
 
 // Daemon is a private containerd instance: own root, state, sockets and config, run with

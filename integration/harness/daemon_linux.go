@@ -104,7 +104,11 @@ func ContainerdWith(t testing.TB, version string, opts Options) *Daemon {
 			t.Fatal(err)
 		}
 	}
-	if err := os.WriteFile(d.ConfigPath, []byte(d.configTOML()), 0o644); err != nil {
+	config := d.configTOML()
+	if opts.Config != nil {
+		config = opts.Config(d)
+	}
+	if err := os.WriteFile(d.ConfigPath, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.cleanup(t) })
