@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/isoguard/isoguard/internal/cri"
+	"github.com/isoguard/isoguard/shim/hooks"
 )
 
 // This file is the contract between the shim and the policy: what the shim saw (Input) and
@@ -31,8 +32,8 @@ type Platform string
 const (
 	// Windows: the delegate is runhcs; isolation = runhcs Options SandboxIsolation=HYPERVISOR.
 	Windows Platform = "windows"
-	// Linux: the delegate is a runc-compatible shim; isolation = runc Options.BinaryName set
-	// to the sandbox runtime the policy names (e.g. gVisor's runsc).
+	// Linux: trusted pods run in the node's shim (runc's); untrusted pods in the sandbox
+	// runtime's own shim the policy names (e.g. gVisor's containerd-shim-runsc-v1).
 	Linux Platform = "linux"
 )
 
@@ -78,7 +79,7 @@ type Input struct {
 type Pins struct {
 	Tenant    string `json:"tenant"`
 	Trusted   bool   `json:"trusted"`
-	Isolation string `json:"isolation"` // IsolationHyperV, IsolationProcess, IsolationRunc or the runc BinaryName (e.g. the sandbox runtime's path)
+	Isolation string `json:"isolation"` // IsolationHyperV, IsolationProcess, IsolationRunc, a runc BinaryName, or the sandbox shim's path
 	Namespace string `json:"namespace"` // containerd namespace
 	// SandboxID is the id of the container that started the wrapper: the pod's sandbox
 	// or the standalone container itself. A container that joins must name it.
@@ -146,6 +147,9 @@ type Decision struct {
 	Spec    *specs.Spec // to write to config.json
 	Options *anypb.Any  // start: what the delegate gets on stdin; create: CreateTaskRequest.Options
 	Process *specs.Process
+	// Delegate is the shim the pod must run in (start only; nil = the node's delegate):
+	// on Linux, an untrusted pod's sandbox runtime shim.
+	Delegate *hooks.Delegate
 	// Pins to record (start only, when Allowed).
 	Pins *Pins
 	// Kubernetes identity for the audit record (from CRI annotations, when present).
@@ -160,7 +164,8 @@ const (
 	// IsolationProcess: runhcs process isolation (Windows Server containers).
 	IsolationProcess = "process"
 	// IsolationRunc: the runc shim's default runtime (runc Options.BinaryName empty). On
-	// Linux any other isolation value is the BinaryName itself, e.g. the sandbox runtime.
+	// Linux any other isolation value is a path: the sandbox runtime's shim (untrusted
+	// pods), or a BinaryName a trusted pod's options name.
 	IsolationRunc = "runc"
 )
 
@@ -227,7 +232,8 @@ func (d *Decision) Error() error {
 	return e
 }
 
-// Changed reports whether the decision carries results to apply (Spec, Options or Process).
+// Changed reports whether the decision carries results to apply (Spec, Options, Process or
+// Delegate).
 func (d *Decision) Changed() bool {
-	return d.Spec != nil || d.Options != nil || d.Process != nil
+	return d.Spec != nil || d.Options != nil || d.Process != nil || d.Delegate != nil
 }

@@ -5,13 +5,17 @@ import (
 	"strings"
 
 	runhcsopts "github.com/Microsoft/hcsshim/cmd/containerd-shim-runhcs-v1/options"
+	rtopts "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/isoguard/isoguard/shim/hooks"
 )
 
 /*
 Untrusted workloads run isolated by a hypervisor (Windows: Hyper-V through runhcs) or a
-sandbox runtime (Linux: the runc shim running the policy's sandboxRuntime, e.g. gVisor).
+sandbox runtime (Linux: the sandbox runtime's own containerd shim, e.g. gVisor's
+containerd-shim-runsc-v1 or Kata's containerd-shim-kata-v2).
 
 Windows. runhcs re-reads config.json at Create and decides isolation from the Create
 options (cmd/containerd-shim-runhcs-v1/service_internal.go createInternal): with
@@ -23,6 +27,15 @@ at all: new Options{SandboxIsolation: HYPERVISOR}), and config.json is kept cons
 setting spec.windows.hyperv = {}: if the options were ever lost on the way, runhcs would
 then still refuse process isolation rather than fall back to it.
 
+Linux. An untrusted pod's start names untrusted.sandbox.shim as the pod's delegate: the
+wrapper starts the sandbox runtime's shim instead of the node's, and every container of the
+pod reaches that shim only. The runtime options (CRI's runc options, for isoguard's handler
+is a runc.v2 one) are replaced at start and at every Create by what such a shim reads, CRI's
+runtimeoptions.v1.Options {TypeUrl, ConfigPath} (gVisor: pkg/shim/v1/runsc/container.go
+NewContainer; Kata: pkg/containerd-shim-v2/create.go loadRuntimeConfig). runsc behind the
+runc shim (Options.BinaryName) is not offered: CRI pods hang that way (the runc shim waits
+on runsc's start output, which runsc hands to the sandbox; docs/policy.md).
+
 **Restricted Fields:**
 
 options (containerd.runhcs.v1.Options).SandboxIsolation
@@ -30,7 +43,7 @@ options.SandboxPlatform
 options unknown fields
 spec.windows.hyperv, spec.windows.hyperv.utilityVMPath
 spec.linux (Windows)
-options (containerd.runc.v1.Options).BinaryName (Linux)
+options (Linux: containerd.runc.v1.Options, replaced), the delegate shim (Linux, start)
 
 **Allowed Values:**
 
@@ -39,7 +52,9 @@ SandboxPlatform: empty or windows/* (LCOW is not part of the Windows profile: de
 unknown fields: none (fields this version of hcsshim does not know are dropped)
 spec.windows.hyperv: present (set when absent); utilityVMPath: empty (a host path: denied)
 spec.linux: absent (Windows profile)
-BinaryName: exactly untrusted.sandboxRuntime (rewritten); no sandboxRuntime configured: denied
+Linux options: runtimeoptions.v1.Options{TypeUrl: untrusted.sandbox.typeUrl, ConfigPath:
+untrusted.sandbox.configPath} (replaced); delegate: untrusted.sandbox.shim; no sandbox
+configured: denied
 
 Options of another type never reach this rule: input.invalid denies them for every tenant
 (runhcs would panic on its unchecked type assertion; a runc shim would misread them).
@@ -50,7 +65,7 @@ var ruleIsolation = &rule{
 	threats: []string{"T3", "T2"},
 	calls:   []Call{CallStart, CallCreate},
 	action:  "mutation or denial",
-	summary: "Windows: runhcs Options.SandboxIsolation=HYPERVISOR and spec.windows.hyperv for the sandbox and every container; Linux: runc Options.BinaryName = sandboxRuntime",
+	summary: "Windows: runhcs Options.SandboxIsolation=HYPERVISOR and spec.windows.hyperv for the sandbox and every container; Linux: the pod runs in untrusted.sandbox.shim, with its runtime options",
 	check:   checkIsolation,
 }
 
@@ -94,27 +109,27 @@ func checkIsolation(ev *evaluation) {
 }
 
 func checkIsolationLinux(ev *evaluation) {
-	rt := ev.p.sandboxRuntime
-	if rt == "" {
-		ev.deny("options.BinaryName", "no untrusted.sandboxRuntime is configured, so tenant %q cannot be sandboxed on this node", ev.id.tenant)
+	sb := ev.p.sandbox
+	if sb.Shim == "" {
+		ev.deny("untrusted.sandbox", "no untrusted.sandbox.shim is configured, so untrusted pods cannot be sandboxed on this node")
 		return
 	}
-	switch {
-	case ev.runcIn == nil:
-		ev.runcW().BinaryName = rt
-		ev.mutate("options.BinaryName", "(none)", rt, fmt.Sprintf("no runtime options: created with the sandbox runtime for tenant %q", ev.id.tenant))
-	case ev.runcIn.GetBinaryName() != rt:
-		old := ev.runcIn.GetBinaryName()
-		if old == "" {
-			old = "(none)"
-		}
-		ev.runcW().BinaryName = rt
-		ev.mutate("options.BinaryName", old, rt, fmt.Sprintf("tenant %q runs in the sandbox runtime", ev.id.tenant))
+	want := &rtopts.Options{TypeUrl: sb.TypeURL, ConfigPath: sb.ConfigPath}
+	ev.sandbox = want
+	old := "(none)"
+	if in := ev.in.Options; in != nil {
+		old = messageName(in.GetTypeUrl())
 	}
-	if n := unknownLen(ev.runcIn); n > 0 {
-		ev.runcW().ProtoReflect().SetUnknown(nil)
-		ev.mutate("options.(unknown fields)", fmt.Sprintf("%d bytes", n), "(none)", "runtime option fields unknown to this policy are dropped")
+	ev.mutate("options", old, describeSandboxOptions(want), fmt.Sprintf("tenant %q runs in the sandbox runtime's shim %s, which reads these options", ev.id.tenant, sb.Shim))
+	if ev.in.Call == CallStart {
+		ev.delegate = &hooks.Delegate{Path: sb.Shim, StdinFormat: sb.StdinFormat}
+		ev.mutate("delegate", "(the node's shim)", sb.Shim, fmt.Sprintf("tenant %q runs in the sandbox runtime's shim", ev.id.tenant))
 	}
+}
+
+// describeSandboxOptions renders the sandbox shim's options for a mutation record.
+func describeSandboxOptions(o *rtopts.Options) string {
+	return fmt.Sprintf("%s{typeUrl: %q, configPath: %q}", TypeURLRuntimeOptions, o.GetTypeUrl(), o.GetConfigPath())
 }
 
 // unknownLen is the size of the fields of m its generated type does not know.

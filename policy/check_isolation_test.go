@@ -7,6 +7,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/isoguard/isoguard/internal/cri"
 )
 
 // Golden fixture cases of rule untrusted.isolation (testdata/untrusted.isolation/).
@@ -55,21 +57,22 @@ func isolationCases(add fixtureAdder) {
 		in.Spec.Windows.HyperV = &specs.WindowsHyperV{UtilityVMPath: `C:\attacker\uvm`}
 		return in
 	})
-	add(iso, true, "linux-runsc-already", lin, "runc options already naming the sandbox runtime", nil, func(t testing.TB) Input {
+	add(iso, false, "linux-runc", lin, "CRI's runc options on a workload container of an untrusted pod: replaced by the sandbox shim's options", T("T3"), linuxCreate)
+	add(iso, false, "linux-sandbox-start", lin, "an untrusted pod's start: the sandbox runtime's shim becomes the pod's delegate, with its options on stdin", T("T3"), func(t testing.TB) Input {
 		in := linuxCreate(t)
-		in.Options = runcOptions(t, "/usr/local/bin/runsc-isoguard")
+		in.Call, in.ID, in.Role, in.Pod = CallStart, sandboxID, cri.RoleSandbox, nil
+		in.Spec.Annotations = linuxAnnotations(cri.RoleSandbox)
 		return in
 	})
-	add(iso, false, "linux-runc", lin, "CRI's runc options (BinaryName empty = runc): rewritten to the sandbox runtime", T("T3"), linuxCreate)
-	add(iso, false, "linux-other-binary", lin, "options naming another runtime binary: rewritten", T("T3"), func(t testing.TB) Input {
+	add(iso, false, "linux-other-binary", lin, "runc options naming another runtime binary: replaced", T("T3"), func(t testing.TB) Input {
 		in := linuxCreate(t)
 		in.Options = runcOptions(t, "/usr/bin/crun")
 		return in
 	})
-	add(iso, false, "linux-no-options", lin, "no options: runc Options{BinaryName: sandbox runtime} created", T("T3"), func(t testing.TB) Input {
+	add(iso, false, "linux-no-options", lin, "no options: the sandbox shim's options created", T("T3"), func(t testing.TB) Input {
 		in := linuxCreate(t)
 		in.Options = nil
 		return in
 	})
-	add(iso, false, "linux-no-sandbox-runtime", "linux-no-runtime", "no sandboxRuntime configured: untrusted workloads cannot be isolated, denied", T("T3"), linuxCreate)
+	add(iso, false, "linux-no-sandbox", "linux-no-runtime", "no untrusted.sandbox configured: untrusted workloads cannot be isolated, denied", T("T3"), linuxCreate)
 }

@@ -40,18 +40,18 @@ type Policy struct {
 	ruleModes    map[string]Mode
 	rules        []*rule // the registry's rules for this platform, in order
 
-	user           string
-	allowedUsers   []string
-	linuxUID       uint32
-	linuxGID       uint32
-	sandboxRuntime string
-	hostPaths      []pathPrefix
-	disks          []string
-	devices        []string // Windows: "idtype://id" lower case; Linux: clean paths
-	annAllowed     []string
-	annDeny        bool
-	allowWritable  bool
-	limits         Limits
+	user          string
+	allowedUsers  []string
+	linuxUID      uint32
+	linuxGID      uint32
+	sandbox       Sandbox
+	hostPaths     []pathPrefix
+	disks         []string
+	devices       []string // Windows: "idtype://id" lower case; Linux: clean paths
+	annAllowed    []string
+	annDeny       bool
+	allowWritable bool
+	limits        Limits
 }
 
 type tenantKind int
@@ -97,20 +97,20 @@ func compile(f *File, nodeOS Platform, rules []*rule) (*Policy, error) {
 	}
 	u := f.Untrusted
 	p := &Policy{
-		platform:       nodeOS,
-		mode:           orDefault(f.Mode, Enforce),
-		criNamespace:   orDefault(f.CRINamespace, cri.DefaultNamespace),
-		tenants:        map[tenantKey]tenantSetting{},
-		ruleModes:      map[string]Mode{},
-		user:           orDefault(u.User, DefaultWindowsUser),
-		allowedUsers:   append([]string(nil), u.AllowedUsers...),
-		linuxUID:       DefaultLinuxUID,
-		linuxGID:       DefaultLinuxGID,
-		sandboxRuntime: u.SandboxRuntime,
-		annAllowed:     append([]string(nil), u.Annotations.Allowed...),
-		annDeny:        u.Annotations.OnDisallowed == "deny",
-		allowWritable:  u.AllowWritableFileShares,
-		limits:         u.Limits,
+		platform:      nodeOS,
+		mode:          orDefault(f.Mode, Enforce),
+		criNamespace:  orDefault(f.CRINamespace, cri.DefaultNamespace),
+		tenants:       map[tenantKey]tenantSetting{},
+		ruleModes:     map[string]Mode{},
+		user:          orDefault(u.User, DefaultWindowsUser),
+		allowedUsers:  append([]string(nil), u.AllowedUsers...),
+		linuxUID:      DefaultLinuxUID,
+		linuxGID:      DefaultLinuxGID,
+		sandbox:       u.Sandbox,
+		annAllowed:    append([]string(nil), u.Annotations.Allowed...),
+		annDeny:       u.Annotations.OnDisallowed == "deny",
+		allowWritable: u.AllowWritableFileShares,
+		limits:        u.Limits,
 	}
 	if u.LinuxUser.UID != nil {
 		p.linuxUID = *u.LinuxUser.UID

@@ -121,9 +121,12 @@ func (ev *evaluation) results(d *Decision) error {
 	switch {
 	case ev.hcsChanged:
 		d.Options, err = encodeOptions(TypeURLRunhcsOptions, ev.hcs)
+	case ev.sandbox != nil:
+		d.Options, err = encodeOptions(TypeURLRuntimeOptions, ev.sandbox)
 	case ev.runcChanged:
 		d.Options, err = encodeOptions(TypeURLRuncOptions, ev.runc)
 	}
+	d.Delegate = ev.delegate
 	return err
 }
 

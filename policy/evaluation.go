@@ -6,8 +6,11 @@ import (
 
 	runhcsopts "github.com/Microsoft/hcsshim/cmd/containerd-shim-runhcs-v1/options"
 	runcopts "github.com/containerd/containerd/api/types/runc/options"
+	rtopts "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/isoguard/isoguard/shim/hooks"
 )
 
 // evaluation is one call being decided: the input, what the rules found and the working results.
@@ -33,7 +36,9 @@ type evaluation struct {
 	hcsOwned, hcsChanged                     bool
 	runc                                     *runcopts.Options
 	runcOwned, runcChanged                   bool
-	proc                                     *specs.Process // exec
+	sandbox                                  *rtopts.Options // Linux: the sandbox shim's options, when set
+	delegate                                 *hooks.Delegate // start: the delegate the rules chose
+	proc                                     *specs.Process  // exec
 	execOwned                                bool
 
 	findings  []Finding
@@ -162,7 +167,11 @@ func (ev *evaluation) isolation() string {
 		spec, hcs, runc = ev.in.Spec, ev.hcsIn, ev.runcIn
 	}
 	if ev.platform == Linux {
-		return linuxIsolation(runc)
+		sandbox := ev.sandbox
+		if ev.mode == Audit {
+			sandbox = nil
+		}
+		return linuxIsolation(runc, sandbox, ev.p.sandbox.Shim)
 	}
 	return windowsIsolation(hcs, spec != nil && spec.Windows != nil && spec.Windows.HyperV != nil)
 }

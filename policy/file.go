@@ -103,9 +103,13 @@ type Untrusted struct {
 	// LinuxUser is the uid/gid untrusted Linux workloads run as instead of root
 	// (default 65534/65534). Neither may be 0.
 	LinuxUser LinuxUser `yaml:"linuxUser"`
-	// SandboxRuntime (Linux) is the OCI runtime binary untrusted pods run with: the runc
-	// shim's Options.BinaryName, e.g. /usr/local/bin/runsc-isoguard. An absolute path or a
-	// bare name looked up on PATH. Unset: untrusted Linux workloads are denied.
+	// Sandbox (Linux) is where untrusted pods run: a sandbox runtime's own containerd shim
+	// (gVisor's containerd-shim-runsc-v1, Kata's containerd-shim-kata-v2), which the wrapper
+	// starts as the pod's delegate instead of the node's shim. Unset: untrusted Linux
+	// workloads are denied.
+	Sandbox Sandbox `yaml:"sandbox"`
+	// SandboxRuntime was the runc shim's Options.BinaryName (e.g. runsc behind the runc
+	// shim). It is refused: CRI pods hang that way (docs/policy.md); use Sandbox.
 	SandboxRuntime string `yaml:"sandboxRuntime"`
 	// Mounts restricts what untrusted workloads may mount from the host.
 	Mounts Mounts `yaml:"mounts"`
@@ -124,6 +128,20 @@ type Untrusted struct {
 	AllowWritableFileShares bool `yaml:"allowWritableFileShares"`
 	// Limits bounds resources. 0 (the default) = no bound for that resource.
 	Limits Limits `yaml:"limits"`
+}
+
+// Sandbox names a sandbox runtime's containerd shim and the runtime options it reads: CRI's
+// runtimeoptions.v1.Options, what containerd itself sends such a shim (TypeUrl, ConfigPath).
+type Sandbox struct {
+	// Shim is the absolute path of the sandbox runtime's containerd shim.
+	Shim string `yaml:"shim"`
+	// ConfigPath is the shim's own configuration file (gVisor: runsc.toml, its runsc
+	// flags; Kata: configuration.toml), given to it in the runtime options of every Create.
+	ConfigPath string `yaml:"configPath"`
+	// TypeURL is the options' TypeUrl field (gVisor: io.containerd.runsc.v1.options).
+	TypeURL string `yaml:"typeUrl"`
+	// StdinFormat is how the shim's start gets the options ("auto" by default).
+	StdinFormat hooks.StdinFormat `yaml:"stdinFormat"`
 }
 
 // LinuxUser is a uid/gid pair.

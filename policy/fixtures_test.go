@@ -20,6 +20,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/isoguard/isoguard/shim/hooks"
 )
 
 // Golden fixtures, in the manner of pod-security-admission's test/fixtures: every case of
@@ -89,6 +91,7 @@ type fixtureResults struct {
 	SpecUser        *specs.User       `json:"specUser,omitempty"`
 	SpecHyperV      *bool             `json:"specHyperV,omitempty"`
 	ProcessUser     *specs.User       `json:"processUser,omitempty"`
+	Delegate        *hooks.Delegate   `json:"delegate,omitempty"`
 }
 
 func protoMessageType(url string) (protoreflect.MessageType, bool) {
@@ -198,7 +201,7 @@ func toFixtureWant(d Decision) fixtureWant {
 		w.Error = err.Error()
 	}
 	if d.Changed() {
-		r := &fixtureResults{Options: toFixtureAny(d.Options)}
+		r := &fixtureResults{Options: toFixtureAny(d.Options), Delegate: d.Delegate}
 		if d.Spec != nil {
 			r.SpecAnnotations = d.Spec.Annotations
 			if d.Spec.Process != nil {

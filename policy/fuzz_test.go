@@ -37,12 +37,12 @@ func FuzzEvaluate(f *testing.F) {
 
 	policies := map[Platform]*Policy{}
 	for _, os := range []Platform{Windows, Linux} {
-		file, err := Parse([]byte(header + "untrusted:\n  sandboxRuntime: /usr/local/bin/runsc\n  limits: {uvmProcessorCount: 2, uvmMemoryMB: 2048, memoryMB: 2048, cpuCount: 2, pids: 100}\n"))
+		file, err := Parse([]byte(header + "untrusted:\n  sandbox:\n    shim: /usr/local/bin/containerd-shim-runsc-v1\n    configPath: /etc/isoguard/runsc.toml\n  limits: {uvmProcessorCount: 2, uvmMemoryMB: 2048, memoryMB: 2048, cpuCount: 2, pids: 100}\n"))
 		if err != nil {
 			f.Fatal(err)
 		}
 		if os == Windows {
-			file.Untrusted.SandboxRuntime = ""
+			file.Untrusted.Sandbox = Sandbox{}
 		}
 		if policies[os], err = Compile(file, os); err != nil {
 			f.Fatal(err)

@@ -135,7 +135,7 @@ func winContainerSpec() *specs.Spec {
 func podPins(platform Platform) *Pins {
 	iso := IsolationHyperV
 	if platform == Linux {
-		iso = "/usr/local/bin/runsc-isoguard"
+		iso = "/usr/local/bin/containerd-shim-runsc-v1"
 	}
 	return &Pins{
 		Tenant:        tenantNS,

@@ -43,19 +43,6 @@ func isContainerdNamespace(s string) bool {
 	return !prevSep
 }
 
-// isRuntimeName: a bare binary name looked up on PATH, ^[A-Za-z0-9][A-Za-z0-9._+-]*$.
-func isRuntimeName(s string) bool {
-	if len(s) == 0 || !isAlnum(s[0]) {
-		return false
-	}
-	for i := 1; i < len(s); i++ {
-		if c := s[i]; !isAlnum(c) && c != '.' && c != '_' && c != '+' && c != '-' {
-			return false
-		}
-	}
-	return true
-}
-
 // isRuleID: "untrusted." and a lower-case, dash-separated name,
 // ^untrusted\.[a-z]+(-[a-z]+)*$.
 func isRuleID(s string) bool {

@@ -20,7 +20,6 @@ func TestNameMatchersAgreeWithExpressions(t *testing.T) {
 	}{
 		{"k8s namespace", isK8sNamespace, regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`), 0, nil},
 		{"containerd namespace", isContainerdNamespace, regexp.MustCompile(`^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$`), 76, nil},
-		{"runtime name", isRuntimeName, regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`), 0, nil},
 		{"rule ID", isRuleID, regexp.MustCompile(`^untrusted\.[a-z]+(-[a-z]+)*$`), 0, []string{"untrusted.", "untrusted", "untrusted.a", "Untrusted.a"}},
 		{"threat ID", isThreatID, regexp.MustCompile(`^T[0-9]+$`), 0, []string{"T", "T1", "t1", "T12a"}},
 	}

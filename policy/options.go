@@ -6,6 +6,7 @@ import (
 
 	runhcsopts "github.com/Microsoft/hcsshim/cmd/containerd-shim-runhcs-v1/options"
 	runcopts "github.com/containerd/containerd/api/types/runc/options"
+	rtopts "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -20,9 +21,10 @@ const (
 	TypeURLRunhcsOptions = "containerd.runhcs.v1.Options"
 	// TypeURLRuncOptions is containerd's api/types/runc/options.Options.
 	TypeURLRuncOptions = "containerd.runc.v1.Options"
-	// typeURLRuntimeOptions is CRI's runtimeoptions.v1.Options, sent for a runtime_type
-	// other than io.containerd.runhcs.v1 / io.containerd.runc.v2.
-	typeURLRuntimeOptions = "runtimeoptions.v1.Options"
+	// TypeURLRuntimeOptions is CRI's runtimeoptions.v1.Options, sent for a runtime_type
+	// other than io.containerd.runhcs.v1 / io.containerd.runc.v2, and what a sandbox
+	// runtime's shim reads (gVisor: pkg/shim/v1/runsc/container.go NewContainer).
+	TypeURLRuntimeOptions = "runtimeoptions.v1.Options"
 )
 
 // messageName is the part of a type URL after its last "/".
@@ -51,7 +53,7 @@ func decodeOptions(p Platform, a *anypb.Any) (hcs *runhcsopts.Options, runc *run
 	if name != want {
 		hint := ""
 		switch name {
-		case typeURLRuntimeOptions:
+		case TypeURLRuntimeOptions:
 			hint = "; the CRI runtime handler must use runtime_type \"io.containerd.runhcs.v1\" (Windows) or \"io.containerd.runc.v2\" (Linux), with runtime_path pointing at isoguard"
 		case TypeURLRunhcsOptions, TypeURLRuncOptions:
 			hint = fmt.Sprintf("; these are the options of the other platform's shim, this node's delegate reads %s", want)
@@ -94,8 +96,13 @@ func windowsIsolation(o *runhcsopts.Options, hyperVSpec bool) string {
 	return IsolationProcess
 }
 
-// linuxIsolation is the OCI runtime the runc shim runs: Options.BinaryName, or runc.
-func linuxIsolation(o *runcopts.Options) string {
+// linuxIsolation is where a Linux workload runs: the sandbox runtime's shim when its
+// options are the sandbox's, else the OCI runtime the runc shim runs (Options.BinaryName,
+// or runc).
+func linuxIsolation(o *runcopts.Options, sandbox *rtopts.Options, sandboxShim string) string {
+	if sandbox != nil {
+		return sandboxShim
+	}
 	if b := o.GetBinaryName(); b != "" {
 		return b
 	}

@@ -195,17 +195,30 @@ func (v *validator) isolation(platform Platform) {
 	if u.AllowWritableFileShares && platform == Linux {
 		v.add(at("allowWritableFileShares"), "is a Windows setting; this policy is for linux")
 	}
-	if rt := u.SandboxRuntime; rt != "" {
+	if u.SandboxRuntime != "" {
+		v.add(at("sandboxRuntime"), "is no longer supported: a sandbox runtime behind the runc shim (Options.BinaryName) hangs CRI pods; name the sandbox runtime's own containerd shim in untrusted.sandbox.shim (docs/policy.md)")
+	}
+	sb := u.Sandbox
+	if sb == (Sandbox{}) {
+		return
+	}
+	if platform == Windows {
+		v.add(at("sandbox"), "is a Linux setting; on Windows untrusted pods run in Hyper-V through runhcs")
+		return
+	}
+	for _, f := range []struct{ name, path string }{{"shim", sb.Shim}, {"configPath", sb.ConfigPath}} {
 		switch {
-		case platform == Windows:
-			v.add(at("sandboxRuntime"), "is a Linux setting (runc Options.BinaryName); this policy is for windows")
-		case strings.HasPrefix(rt, "/"):
-			if path.Clean(rt) != rt || strings.IndexByte(rt, 0) >= 0 {
-				v.add(at("sandboxRuntime"), "%q is not a clean absolute path", rt)
-			}
-		case !isRuntimeName(rt):
-			v.add(at("sandboxRuntime"), "%q is neither an absolute path nor a bare binary name", rt)
+		case f.path == "" && f.name == "shim":
+			v.add(at("sandbox", "shim"), "is required: the sandbox runtime's containerd shim")
+		case f.path != "" && (!strings.HasPrefix(f.path, "/") || path.Clean(f.path) != f.path || strings.IndexByte(f.path, 0) >= 0):
+			v.add(at("sandbox", f.name), "%q is not a clean absolute path", f.path)
 		}
+	}
+	if strings.ContainsFunc(sb.TypeURL, func(r rune) bool { return r <= ' ' }) {
+		v.add(at("sandbox", "typeUrl"), "%q is not a type URL", sb.TypeURL)
+	}
+	if !sb.StdinFormat.Configurable() {
+		v.add(at("sandbox", "stdinFormat"), "is %q, expected %s, %s or %s", sb.StdinFormat, hooks.StdinAuto, hooks.StdinAny, hooks.StdinBootstrap)
 	}
 }
 

@@ -86,6 +86,10 @@ func (e *Enforcer) Start(ctx context.Context, inst *hooks.Instance, req *hooks.S
 		return fmt.Errorf("start %s: record the pod's pins: %w", inst.ID, err)
 	}
 	req.Delegate = l.file.Delegate
+	if d.Delegate != nil {
+		// The pod runs in another shim than the node's (Linux: the sandbox runtime's).
+		req.Delegate = *d.Delegate
+	}
 	return nil
 }
 

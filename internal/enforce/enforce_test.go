@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	runcopts "github.com/containerd/containerd/api/types/runc/options"
+	rtopts "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -70,7 +70,7 @@ func auditRecords(t *testing.T, path string) []audit.Record {
 // gets; Create rewrites config.json (user) and the request's options (sandbox runtime);
 // each decision is audited to the file the policy names, without the environment value.
 func TestEnforcerAppliesDecisions(t *testing.T) {
-	e, inst, auditPath := enforcerFixture(t, "apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\nplatform: linux\nuntrusted:\n  sandboxRuntime: /usr/local/bin/runsc-isoguard\n")
+	e, inst, auditPath := enforcerFixture(t, "apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\nplatform: linux\nuntrusted:\n  sandbox:\n    shim: /usr/local/bin/containerd-shim-runsc-v1\n    configPath: /etc/isoguard/runsc.toml\n")
 	ctx := context.Background()
 	si := &hooks.StartRequest{}
 	if err := e.Start(ctx, inst, si); err != nil {
@@ -80,9 +80,12 @@ func TestEnforcerAppliesDecisions(t *testing.T) {
 	if err != nil || pins == nil || pins.Tenant != "containerd:tenant-a" || pins.Trusted {
 		t.Fatalf("pins %s (%v)", inst.Pins, err)
 	}
-	var ro runcopts.Options
-	if si.Options == nil || si.Options.UnmarshalTo(&ro) != nil || ro.BinaryName != "/usr/local/bin/runsc-isoguard" {
+	var ro rtopts.Options
+	if si.Options == nil || si.Options.UnmarshalTo(&ro) != nil || ro.ConfigPath != "/etc/isoguard/runsc.toml" {
 		t.Fatalf("start options for the delegate: %v", si.Options)
+	}
+	if si.Delegate.Path != "/usr/local/bin/containerd-shim-runsc-v1" {
+		t.Fatalf("start's delegate %+v: an untrusted pod runs in the sandbox shim", si.Delegate)
 	}
 	spec, err := bundle.ReadSpec(inst.Bundle)
 	if err != nil || spec.Process.User.UID != policy.DefaultLinuxUID {
@@ -92,8 +95,8 @@ func TestEnforcerAppliesDecisions(t *testing.T) {
 	if err := e.Create(ctx, inst, req); err != nil {
 		t.Fatal(err)
 	}
-	ro = runcopts.Options{}
-	if req.Options == nil || req.Options.UnmarshalTo(&ro) != nil || ro.BinaryName != "/usr/local/bin/runsc-isoguard" {
+	ro = rtopts.Options{}
+	if req.Options == nil || req.Options.UnmarshalTo(&ro) != nil || ro.ConfigPath != "/etc/isoguard/runsc.toml" {
 		t.Fatalf("Create options: %v", req.Options)
 	}
 	recs := auditRecords(t, auditPath)
@@ -161,7 +164,7 @@ func TestEnforcerFailsClosed(t *testing.T) {
 func TestPolicyFollowsContent(t *testing.T) {
 	const trusted, untrusted = "tenant-a", "tenant-b"
 	body := func(tenant string) []byte {
-		return []byte("apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\nplatform: linux\nuntrusted:\n  sandboxRuntime: /usr/local/bin/runsc\ntenants:\n  - containerdNamespace: " + tenant + "\n")
+		return []byte("apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\nplatform: linux\nuntrusted:\n  sandbox:\n    shim: /usr/local/bin/containerd-shim-runsc-v1\ntenants:\n  - containerdNamespace: " + tenant + "\n")
 	}
 	e, inst, _ := enforcerFixture(t, "")
 	t.Setenv(AuditEnv, filepath.Join(t.TempDir(), "audit.log"))
@@ -212,7 +215,7 @@ func TestPlatform(t *testing.T) {
 // TestEnforcerUpdateLimits: an Update that raises resources past the policy's limits is
 // denied with the rule id; one within them is allowed (threats T14).
 func TestEnforcerUpdateLimits(t *testing.T) {
-	e, inst, _ := enforcerFixture(t, "apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\nplatform: linux\nuntrusted:\n  sandboxRuntime: /usr/local/bin/runsc-isoguard\n  limits:\n    memoryMB: 512\n")
+	e, inst, _ := enforcerFixture(t, "apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\nplatform: linux\nuntrusted:\n  sandbox:\n    shim: /usr/local/bin/containerd-shim-runsc-v1\n    configPath: /etc/isoguard/runsc.toml\n  limits:\n    memoryMB: 512\n")
 	ctx := context.Background()
 	if err := e.Start(ctx, inst, &hooks.StartRequest{}); err != nil {
 		t.Fatal(err)
