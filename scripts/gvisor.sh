@@ -2,7 +2,7 @@
 # Builds gVisor's runsc and its containerd shim (containerd-shim-runsc-v1) from the gvisor.dev/gvisor Go
 # module at a pinned pseudo-version, with CGO_ENABLED=0 and -trimpath, cached outside the checkout in
 # $ISOGUARD_CACHE (default ~/.cache/isoguard). Idempotent: nothing is rebuilt when the binaries are there.
-# Cold: ~2.5 min on 2 cores (see docs/gvisor-notes.md). Needs go and patch; network: the Go module proxy.
+# Cold: ~4 min on 2 cores with module downloads (see docs/gvisor-notes.md); ~10 s warm; 0.1 s cached. Needs go and patch; network: the Go module proxy.
 #
 #   scripts/gvisor.sh [product]  unpatched runsc + containerd-shim-runsc-v1
 #                                prints  $ISOGUARD_CACHE/gvisor-<version>/bin
@@ -39,7 +39,8 @@ record() {
 		for f in "$dir"/*; do
 			[ -f "$f" ] && [ ! -L "$f" ] && [ -x "$f" ] || continue
 			sha256sum "$f" | sed "s|$dir/||"
-			go version -m "$f" | sed -n '1,3p;/-trimpath\|-ldflags\|CGO_ENABLED/p'
+			go version -m "$f" | sed -n "1s|^$dir/||p;2,3p;/-trimpath\|CGO_ENABLED/p"
+			printf '\tbuild\t-ldflags=%s (go omits it under -trimpath)\n' "$LDFLAGS"
 		done
 	} >"$dir/BUILDINFO"
 }
@@ -49,7 +50,7 @@ product() {
 	if [ -x "$bin/runsc" ] && [ -x "$bin/containerd-shim-runsc-v1" ]; then
 		return 0
 	fi
-	log "go install $MODULE/runsc and $MODULE/shim @$GVISOR_VERSION (cold: ~2.5 min)"
+	log "go install $MODULE/runsc and $MODULE/shim @$GVISOR_VERSION (cold: ~4 min on 2 cores with module downloads, ~2.5 min without)"
 	local t0=$SECONDS
 	local tmp="$ROOT/.bin.$$"
 	rm -rf "$tmp" && mkdir -p "$tmp"
@@ -72,7 +73,7 @@ test_build() {
 	fi
 	local names t0=$SECONDS
 	names=$(cd "$PATCHES" && echo *.patch)
-	log "TEST-ONLY build of containerd-shim-runsc-v1 with $names (~1.5 min more)"
+	log "TEST-ONLY build of containerd-shim-runsc-v1 with $names (~1 min more)"
 	local src
 	src=$(go mod download -json "$MODULE@$GVISOR_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
 	[ -d "$src" ] || { log "module source of $MODULE@$GVISOR_VERSION not found"; return 1; }
