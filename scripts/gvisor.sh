@@ -50,7 +50,7 @@ product() {
 	if [ -x "$bin/runsc" ] && [ -x "$bin/containerd-shim-runsc-v1" ]; then
 		return 0
 	fi
-	log "go install $MODULE/runsc and $MODULE/shim @$GVISOR_VERSION (cold: ~4 min on 2 cores with module downloads, ~2.5 min without)"
+	log "go install $MODULE/runsc and $MODULE/shim @$GVISOR_VERSION (cold: ~4 min on 2 cores, module downloads included)"
 	local t0=$SECONDS
 	local tmp="$ROOT/.bin.$$"
 	rm -rf "$tmp" && mkdir -p "$tmp"
