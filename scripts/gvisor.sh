@@ -37,7 +37,7 @@ record() {
 	{
 		printf '%s\n' "$note"
 		for f in "$dir"/*; do
-			[ -f "$f" ] && [ ! -L "$f" ] && [ -x "$f" ] || continue
+			if [ ! -f "$f" ] || [ -L "$f" ] || [ ! -x "$f" ]; then continue; fi
 			sha256sum "$f" | sed "s|$dir/||"
 			go version -m "$f" | sed -n "1s|^$dir/||p;2,3p;/-trimpath\|CGO_ENABLED/p"
 			printf '\tbuild\t-ldflags=%s (go omits it under -trimpath)\n' "$LDFLAGS"
