@@ -18,7 +18,7 @@ import (
 // intercepted returns the handler of an intercepted task method: the request is decoded
 // into its typed message, what the hook needs is handed to it, what the hook may change is
 // written back, and the (possibly changed) request is relayed. A hook error or panic denies
-// the call; the delegate never sees it.
+// the call; the delegate never sees it. A created task joins the pod's tasks.
 func (p *Proxy) intercepted(method string) ttrpc.Method {
 	switch method {
 	case "Create":
@@ -29,7 +29,7 @@ func (p *Proxy) intercepted(method string) ttrpc.Method {
 			}
 			r.Options = hr.Options
 			return nil
-		})
+		}, func(r *taskv2.CreateTaskRequest) { p.tasks.add(r.ID) })
 	case "Exec":
 		return intercept(p, method, func(ctx context.Context, r *taskv2.ExecProcessRequest) error {
 			hr := &hooks.ExecRequest{ID: r.ID, ExecID: r.ExecID, Spec: r.Spec}
@@ -38,12 +38,12 @@ func (p *Proxy) intercepted(method string) ttrpc.Method {
 			}
 			r.Spec = hr.Spec
 			return nil
-		})
+		}, nil)
 	case "Update":
 		// An Update is judged, never rewritten.
 		return intercept(p, method, func(ctx context.Context, r *taskv2.UpdateTaskRequest) error {
 			return p.hooks.Update(ctx, p.inst, &hooks.UpdateRequest{ID: r.ID, Resources: r.Resources, Annotations: r.Annotations})
-		})
+		}, nil)
 	}
 	return nil
 }
@@ -52,7 +52,7 @@ func intercept[T any, PT interface {
 	*T
 	proto.Message
 	GetID() string
-}](p *Proxy, method string, hook func(context.Context, PT) error) ttrpc.Method {
+}](p *Proxy, method string, hook func(context.Context, PT) error, done func(PT)) ttrpc.Method {
 	return func(ctx context.Context, unmarshal func(any) error) (any, error) {
 		defer p.track()()
 		req := PT(new(T))
@@ -67,7 +67,11 @@ func intercept[T any, PT interface {
 			log.G(ctx).WithError(err).WithFields(fields).Warn("call denied")
 			return nil, edge(err)
 		}
-		return p.call(ctx, p.delegateTask, method, req)
+		resp, err := p.call(ctx, p.delegateTask, method, req)
+		if err == nil && done != nil {
+			done(req)
+		}
+		return resp, err
 	}
 }
 

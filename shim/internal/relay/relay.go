@@ -69,6 +69,9 @@ const (
 	Intercept Class = "intercept"
 	// Refuse: the wrapper answers with an error and the delegate never sees the call.
 	Refuse Class = "refuse"
+	// Track: relayed like Forward, but the wrapper reads the request to follow the pod's
+	// tasks (Create and Delete), and answers Shutdown itself while the pod has tasks.
+	Track Class = "track"
 )
 
 // TaskMethods classifies every method of containerd.task.v2.Task. A method added upstream
@@ -78,7 +81,7 @@ func TaskMethods() map[string]Class {
 		"State":      Forward,
 		"Create":     Intercept, // isolation, user, mounts, devices, annotations (config.json + Options)
 		"Start":      Forward,   // starts what Create (or Exec) admitted
-		"Delete":     Forward,
+		"Delete":     Track, // a deleted task leaves the pod (see Shutdown)
 		"Pids":       Forward,
 		"Pause":      Forward,
 		"Resume":     Forward,
@@ -91,7 +94,13 @@ func TaskMethods() map[string]Class {
 		"Wait":       Forward,
 		"Stats":      Forward,
 		"Connect":    Forward,
-		"Shutdown":   Forward, // a closed delegate connection counts as done
+		// Shutdown is relayed only once the pod has no task left: containerd asks every
+		// container's shim (the pod's wrapper, for a joined container) to shut down after
+		// deleting the container. runc's shim answers that itself while containers remain
+		// (cmd/containerd-shim-runc-v2/task/service.go Shutdown); gVisor's answers nil, which
+		// its ttrpc server cannot send (pkg/shim/v1/service.go). A closed delegate
+		// connection counts as done.
+		"Shutdown": Track,
 	}
 }
 
@@ -129,6 +138,7 @@ type Proxy struct {
 	hooks        hooks.Hooks
 	inst         *hooks.Instance
 	inflight     atomic.Int64 // calls being handled
+	tasks        taskSet      // the pod's tasks: created and not yet deleted
 }
 
 // New returns a proxy to client, which speaks task API version delegateVersion (2 or 3);
@@ -190,6 +200,10 @@ func (p *Proxy) taskMethod(name string, class Class) ttrpc.Method {
 		return p.forward(p.delegateTask, name)
 	case Intercept:
 		if m := p.intercepted(name); m != nil {
+			return m
+		}
+	case Track:
+		if m := p.tracked(name); m != nil {
 			return m
 		}
 	}

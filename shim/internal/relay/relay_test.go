@@ -58,6 +58,11 @@ func TestTaskMethodsClassified(t *testing.T) {
 			t.Errorf("%s must be intercepted, is %q", m, classes[m])
 		}
 	}
+	for _, m := range []string{"Delete", "Shutdown"} {
+		if classes[m] != Track {
+			t.Errorf("%s must be tracked (the pod's tasks decide when the delegate shuts down), is %q", m, classes[m])
+		}
+	}
 	if OtherServices()[ShimDiagService]["DiagExecInHost"] != Refuse {
 		t.Error("shimdiag DiagExecInHost must be refused (threats T12)")
 	}
@@ -448,5 +453,41 @@ func benchCalls(b *testing.B, c *ttrpc.Client, service string) {
 		if err := c.Call(context.Background(), service, "State", req, &emptypb.Empty{}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestShutdownWaitsForThePodsTasks: a Shutdown while the pod still has tasks (a container's
+// own Shutdown after its deletion) is answered by the wrapper and never reaches the
+// delegate; once the last task is deleted, Shutdown is relayed. An exec's delete does not
+// end its task.
+func TestShutdownWaitsForThePodsTasks(t *testing.T) {
+	cc, d, gone := proxyUnderTest(t, 2, hooks.PassThrough{})
+	task := taskv2.NewTTRPCTaskClient(cc)
+	ctx := context.Background()
+	for _, id := range []string{"sandbox", "app"} {
+		if _, err := task.Create(ctx, &taskv2.CreateTaskRequest{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shutdownReached := func() bool { _, ok := d.got("Shutdown"); return ok }
+	del := func(id, execID string) {
+		t.Helper()
+		if _, err := task.Delete(ctx, &taskv2.DeleteRequest{ID: id, ExecID: execID}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	del("app", "e1") // an exec of app
+	del("app", "")
+	if _, err := task.Shutdown(ctx, &taskv2.ShutdownRequest{ID: "app"}); err != nil || shutdownReached() {
+		t.Fatalf("Shutdown with the sandbox task left: err %v, reached the delegate %v", err, shutdownReached())
+	}
+	del("sandbox", "")
+	if _, err := task.Shutdown(ctx, &taskv2.ShutdownRequest{ID: "sandbox"}); err != nil || !shutdownReached() {
+		t.Fatalf("Shutdown with no task left: err %v, reached the delegate %v", err, shutdownReached())
+	}
+	select {
+	case <-gone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the delegate did not go away after the relayed Shutdown")
 	}
 }
