@@ -25,7 +25,8 @@ import (
 // either way the dumped value is missing or left at its default.
 
 const (
-	dumpShimPath = `C:\Program Files\isoguard\containerd-shim-isoguard-v1.exe`
+	dumpShimPath      = `C:\Program Files\isoguard\containerd-shim-isoguard-v1.exe`
+	dumpLinuxShimPath = "/usr/local/bin/containerd-shim-isoguard-v1"
 	dumpPause    = "example.com/pause:3.10"
 )
 
@@ -122,6 +123,7 @@ func unquoteTOML(raw string) string {
 
 // expectation is what the dump must show.
 type expectation struct {
+	linux        bool // the Linux handler (runc options), else the Windows one (runhcs options)
 	plugin       string
 	handlers     []string // every one routed through isoguard
 	defaultName  string   // "" = not checked
@@ -154,9 +156,20 @@ func checkDump(dump string, want expectation) error {
 			bad("runtime %s missing", h)
 			continue
 		}
+		runtimeType, shimPath := "io.containerd.runhcs.v1", dumpShimPath
+		wantOpts := map[string]string{
+			"SandboxIsolation":        "1",
+			"SandboxPlatform":         "windows/amd64",
+			"ScaleCpuLimitsToSandbox": "true",
+			"ScrubLogs":               "true",
+		}
+		if want.linux {
+			runtimeType, shimPath = "io.containerd.runc.v2", dumpLinuxShimPath
+			wantOpts = map[string]string{"SystemdCgroup": "true"}
+		}
 		for k, v := range map[string]string{
-			"runtime_type": "io.containerd.runhcs.v1",
-			"runtime_path": dumpShimPath,
+			"runtime_type": runtimeType,
+			"runtime_path": shimPath,
 		} {
 			if got := unquoteTOML(rt[k]); got != v {
 				bad("%s %s = %q, want %q", h, k, got, v)
@@ -171,18 +184,13 @@ func checkDump(dump string, want expectation) error {
 			bad("%s sandboxer = %s, want podsandbox", h, rt["sandboxer"])
 		}
 		opts := tables[want.plugin+".containerd.runtimes."+h+".options"]
-		for k, v := range map[string]string{
-			"SandboxIsolation":        "1",
-			"SandboxPlatform":         "windows/amd64",
-			"ScaleCpuLimitsToSandbox": "true",
-			"ScrubLogs":               "true",
-		} {
+		for k, v := range wantOpts {
 			if got := unquoteTOML(opts[k]); got != v {
 				bad("%s options.%s = %q, want %s", h, k, opts[k], v)
 			}
 		}
-		if len(opts) != 4 {
-			bad("%s options = %v, want exactly SandboxIsolation, SandboxPlatform, ScaleCpuLimitsToSandbox, ScrubLogs", h, opts)
+		if len(opts) != len(wantOpts) {
+			bad("%s options = %v, want exactly %v", h, opts, wantOpts)
 		}
 	}
 	return errors.Join(errs...)
@@ -236,6 +244,43 @@ func TestConfigContainerdDump(t *testing.T) {
 				if c.cli == "2" && err == nil && !strings.Contains(stderr, "Ignoring unknown key") && !strings.HasPrefix(typo.from, "Sandbox") && !strings.HasPrefix(typo.from, "Scrub") {
 					// options is a free-form table: only the struct keys draw a warning.
 					t.Errorf("containerd 2.4 did not warn about %q: %s", typo.to, stderr)
+				}
+			}
+		})
+	}
+}
+
+// linuxTypos are misspellings of keys the generated Linux config sets.
+var linuxTypos = []struct{ from, to string }{
+	{"runtime_type =", "runtimetype ="},
+	{"runtime_path =", "runtime_paht ="},
+	{"default_runtime_name =", "default_runtime_nam ="},
+	{"SystemdCgroup =", "SystemdCgrop ="},
+}
+
+// TestConfigContainerdDumpLinux: the Linux handler (runc's runtime type and options, the
+// built-in runc handler replaced), loaded alone by containerd 1.7 and 2.4, decodes to what
+// isoguard generated; every misspelled key is noticed.
+func TestConfigContainerdDumpLinux(t *testing.T) {
+	for _, c := range dumpCases {
+		t.Run(c.containerd, func(t *testing.T) {
+			bin := containerdBinary(t, c.containerd)
+			gen := isoguardConfig(t, "--os", "linux", "--version", c.cli, "--default", "--replace-builtin", "--systemd-cgroup", "--sandbox-image", dumpPause)
+			want := expectation{linux: true, plugin: c.plugin, handlers: []string{"isoguard", "runc"}, defaultName: "isoguard", sandboxImage: dumpPause, v2: c.cli == "2"}
+			dump, stderr, err := configDump(t, bin, gen)
+			if err != nil {
+				t.Fatalf("containerd %s rejects the generated config: %v\n%s\n%s", c.containerd, err, stderr, gen)
+			}
+			if err := checkDump(dump, want); err != nil {
+				t.Fatalf("containerd %s decoded something else than isoguard generated:\n%v\n--- generated\n%s", c.containerd, err, gen)
+			}
+			for _, typo := range linuxTypos {
+				bad := strings.Replace(gen, typo.from, typo.to, 1)
+				if bad == gen {
+					t.Fatalf("typo %q: not in the generated config", typo.from)
+				}
+				if dump, _, err := configDump(t, bin, bad); err == nil && checkDump(dump, want) == nil {
+					t.Errorf("containerd %s: with %q misspelled as %q the dump still passes the checks", c.containerd, typo.from, typo.to)
 				}
 			}
 		})

@@ -2,8 +2,10 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"path"
 	"regexp"
 	"strings"
 )
@@ -25,9 +27,22 @@ import (
 //     because runtime_type is "io.containerd.runhcs.v1" (getRuntimeOptionsType); any other
 //     runtime type would send runtimeoptions.v1.Options, which runhcs cannot read.
 
-// RuntimeTypeRunhcs is the runtime type of the handler. containerd runs runtime_path (the
-// isoguard shim) instead of containerd-shim-runhcs-v1.exe, but keeps the type's options.
+// RuntimeTypeRunhcs is the runtime type of the Windows handler. containerd runs
+// runtime_path (the isoguard shim) instead of containerd-shim-runhcs-v1.exe, but keeps the
+// type's options.
 const RuntimeTypeRunhcs = "io.containerd.runhcs.v1"
+
+// RuntimeTypeRunc is the runtime type of the Linux handler: CRI then sends runc's options,
+// which the node's delegate (containerd's runc shim) reads for trusted pods; isoguard
+// replaces them for untrusted pods, which run in the sandbox runtime's shim.
+const RuntimeTypeRunc = "io.containerd.runc.v2"
+
+// BuiltinLinuxHandlers are the runtime handlers containerd's CRI plugin defines on Linux by
+// default (1.7 pkg/cri/config/config_unix.go, 2.x internal/cri/config/config_unix.go).
+var BuiltinLinuxHandlers = []string{"runc"}
+
+// DefaultLinuxShimPath is where the shim is installed on a Linux node.
+const DefaultLinuxShimPath = "/usr/local/bin/containerd-shim-isoguard-v1"
 
 // BuiltinWindowsHandlers are the runtime handlers containerd's CRI plugin defines on
 // Windows by default (1.7 pkg/cri/config/config_windows.go, 2.x
@@ -43,6 +58,8 @@ const (
 
 // containerdConfig is what `isoguard config containerd` prints.
 type containerdConfig struct {
+	// OS is the node's: "windows" (runhcs options) or "linux" (runc options).
+	OS string
 	// Version is "1.7" or "2": containerd's generation, not the config file's version.
 	Version         string
 	Handler         string
@@ -56,6 +73,18 @@ type containerdConfig struct {
 	// VmProcessorCount); 0 leaves runhcs's defaults, 1024 MB and 2 processors.
 	VMMemoryMB   int
 	VMProcessors int
+	// SystemdCgroup (Linux) is runc's SystemdCgroup option for trusted pods.
+	SystemdCgroup bool
+	// set names the flags given on the command line.
+	set map[string]bool
+}
+
+// builtinHandlers are containerd's built-in handlers of the node's OS.
+func (c containerdConfig) builtinHandlers() []string {
+	if c.OS == "linux" {
+		return BuiltinLinuxHandlers
+	}
+	return BuiltinWindowsHandlers
 }
 
 // containerdVersion accepts 1.7, 1.7.N, 2, 2.N, 2.N.M and 2.x.
@@ -81,12 +110,18 @@ func normalizeContainerdVersion(v string) (string, error) {
 }
 
 // validateShimPath: containerd requires runtime_path to be absolute ("Path must be abs",
-// Runtime.Path); this handler is for Windows, so a drive-letter path (C:\...) is expected.
+// Runtime.Path): a drive-letter path (C:\...) on Windows, a /-rooted one on Linux.
 var windowsAbsPath = regexp.MustCompile(`^[A-Za-z]:[\\/]`)
 
-func validateShimPath(p string) error {
+func validateShimPath(os, p string) error {
 	if err := checkPrintable(p); err != nil {
 		return err
+	}
+	if os == "linux" {
+		if !strings.HasPrefix(p, "/") || path.Clean(p) != p {
+			return fmt.Errorf("%q is not a clean absolute path (e.g. %s); containerd requires runtime_path to be absolute", p, DefaultLinuxShimPath)
+		}
+		return nil
 	}
 	if !windowsAbsPath.MatchString(p) {
 		return fmt.Errorf("%q is not an absolute Windows path (e.g. %s); containerd requires runtime_path to be absolute", p, DefaultShimPath)
@@ -97,6 +132,11 @@ func validateShimPath(p string) error {
 var sandboxPlatform = regexp.MustCompile(`^windows/(amd64|arm64)$`)
 
 func (c *containerdConfig) validate() (flagName string, err error) {
+	switch c.OS {
+	case "windows", "linux":
+	default:
+		return "os", fmt.Errorf("%q: want windows or linux (the node's OS)", c.OS)
+	}
 	v, err := normalizeContainerdVersion(c.Version)
 	if err != nil {
 		return "version", err
@@ -105,7 +145,10 @@ func (c *containerdConfig) validate() (flagName string, err error) {
 	if err := validateHandler(c.Handler); err != nil {
 		return "handler", err
 	}
-	if err := validateShimPath(c.ShimPath); err != nil {
+	if c.OS == "linux" && !c.set["shim-path"] {
+		c.ShimPath = DefaultLinuxShimPath
+	}
+	if err := validateShimPath(c.OS, c.ShimPath); err != nil {
 		return "shim-path", err
 	}
 	if c.SandboxImage != "" {
@@ -115,6 +158,17 @@ func (c *containerdConfig) validate() (flagName string, err error) {
 		if strings.ContainsAny(c.SandboxImage, " \t") {
 			return "sandbox-image", fmt.Errorf("%q is not an image reference", c.SandboxImage)
 		}
+	}
+	if c.OS == "linux" {
+		for _, f := range []string{"isolation", "sandbox-platform", "vm-memory-mb", "vm-processors"} {
+			if c.set[f] {
+				return f, errors.New("is a Windows setting (runhcs options); on Linux, untrusted pods run in the sandbox runtime the node policy names (untrusted.sandbox)")
+			}
+		}
+		return c.validateBuiltin()
+	}
+	if c.set["systemd-cgroup"] {
+		return "systemd-cgroup", errors.New("is a Linux setting (runc options)")
 	}
 	switch c.Isolation {
 	case IsolationHyperV, IsolationProcess:
@@ -130,8 +184,12 @@ func (c *containerdConfig) validate() (flagName string, err error) {
 	if c.VMProcessors < 0 || c.VMProcessors > 1024 {
 		return "vm-processors", fmt.Errorf("%d: want 0 (runhcs's default, 2) or 1 to 1024", c.VMProcessors)
 	}
+	return c.validateBuiltin()
+}
+
+func (c *containerdConfig) validateBuiltin() (string, error) {
 	if c.ReplaceBuiltin {
-		for _, b := range BuiltinWindowsHandlers {
+		for _, b := range c.builtinHandlers() {
 			if c.Handler == b {
 				return "handler", fmt.Errorf("%q is a built-in handler name; with --replace-builtin the handler needs a name of its own", c.Handler)
 			}
@@ -141,21 +199,25 @@ func (c *containerdConfig) validate() (flagName string, err error) {
 }
 
 func runConfigContainerd(args []string, stdout, stderr io.Writer) int {
-	fs := newCommand("isoguard config containerd", "--version 1.7|2 [flags]\n\nPrints the CRI runtime handler for isoguard as TOML, to merge into containerd's config.toml\n(containerd 1.7) or to drop into its conf.d (containerd 2.x); docs/containerd-config.md.", stderr)
+	fs := newCommand("isoguard config containerd", "--version 1.7|2 [--os windows|linux] [flags]\n\nPrints the CRI runtime handler for isoguard as TOML, to merge into containerd's config.toml\n(containerd 1.7) or to drop into its conf.d (containerd 2.x); docs/containerd-config.md.", stderr)
 	c := containerdConfig{}
+	fs.StringVar(&c.OS, "os", "windows", "the node's OS: windows (runhcs options; Hyper-V for untrusted pods) or linux (runc options; untrusted pods in the policy's sandbox runtime)")
 	fs.StringVar(&c.Version, "version", "", "containerd version: 1.7 (config version 2) or 2 (containerd 2.x, config version 3) (required)")
 	fs.StringVar(&c.Handler, "handler", DefaultHandler, "runtime handler name (the RuntimeClass's handler)")
-	fs.StringVar(&c.ShimPath, "shim-path", DefaultShimPath, "absolute path of containerd-shim-isoguard-v1.exe on the node (runtime_path)")
+	fs.StringVar(&c.ShimPath, "shim-path", DefaultShimPath, "absolute path of the isoguard shim on the node (runtime_path); Linux default: "+DefaultLinuxShimPath)
 	fs.BoolVar(&c.Default, "default", false, "also make the handler containerd's default runtime (default_runtime_name): pods without runtimeClassName run through isoguard")
 	fs.StringVar(&c.SandboxImage, "sandbox-image", "", "pause image for pod sandboxes (1.7: sandbox_image; 2.x: pinned_images.sandbox); default: containerd's")
 	fs.StringVar(&c.Isolation, "isolation", IsolationHyperV, "runhcs SandboxIsolation of the handler: hyperv (every pod, trusted or not, gets a utility VM) or process (trusted pods keep process isolation; untrusted ones are still rewritten to Hyper-V by rule untrusted.isolation)")
 	fs.StringVar(&c.SandboxPlatform, "sandbox-platform", DefaultSandboxPlatform, "runhcs SandboxPlatform: windows/amd64 or windows/arm64")
 	fs.IntVar(&c.VMMemoryMB, "vm-memory-mb", 0, "memory of each pod's utility VM in MB (runhcs VmMemorySizeInMb); 0: runhcs's default, 1024. All containers of a pod share it")
 	fs.IntVar(&c.VMProcessors, "vm-processors", 0, "processors of each pod's utility VM (runhcs VmProcessorCount); 0: runhcs's default, 2")
-	fs.BoolVar(&c.ReplaceBuiltin, "replace-builtin", false, "also point containerd's built-in Windows handlers ("+strings.Join(BuiltinWindowsHandlers, ", ")+") at isoguard, with the same settings; containerd 2.x keeps them otherwise")
+	fs.BoolVar(&c.ReplaceBuiltin, "replace-builtin", false, "also point containerd's built-in handlers (Windows: "+strings.Join(BuiltinWindowsHandlers, ", ")+"; Linux: "+strings.Join(BuiltinLinuxHandlers, ", ")+") at isoguard, with the same settings; containerd 2.x keeps them otherwise")
+	fs.BoolVar(&c.SystemdCgroup, "systemd-cgroup", false, "Linux: runc's SystemdCgroup option, for nodes whose kubelet uses the systemd cgroup driver")
 	if code, done := fs.parse(args, stdout); done {
 		return code
 	}
+	c.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { c.set[f.Name] = true })
 	if flagName, err := c.validate(); err != nil {
 		return usageError(stderr, "isoguard config containerd", flagName, err)
 	}
@@ -166,7 +228,10 @@ func runConfigContainerd(args []string, stdout, stderr io.Writer) int {
 // commandLine is the flags that reproduce c, for the header comment.
 func (c containerdConfig) commandLine() string {
 	parts := []string{"isoguard config containerd", "--version " + c.Version, "--handler " + c.Handler}
-	if c.ShimPath != DefaultShimPath {
+	if c.OS == "linux" {
+		parts = append(parts, "--os linux")
+	}
+	if c.ShimPath != DefaultShimPath && c.ShimPath != DefaultLinuxShimPath {
 		parts = append(parts, "--shim-path "+shellQuote(c.ShimPath))
 	}
 	if c.Default {
@@ -175,11 +240,14 @@ func (c containerdConfig) commandLine() string {
 	if c.SandboxImage != "" {
 		parts = append(parts, "--sandbox-image "+c.SandboxImage)
 	}
-	if c.Isolation != IsolationHyperV {
+	if c.OS == "windows" && c.Isolation != IsolationHyperV {
 		parts = append(parts, "--isolation "+c.Isolation)
 	}
-	if c.SandboxPlatform != DefaultSandboxPlatform {
+	if c.OS == "windows" && c.SandboxPlatform != DefaultSandboxPlatform {
 		parts = append(parts, "--sandbox-platform "+c.SandboxPlatform)
+	}
+	if c.SystemdCgroup {
+		parts = append(parts, "--systemd-cgroup")
 	}
 	if c.VMMemoryMB != 0 {
 		parts = append(parts, fmt.Sprintf("--vm-memory-mb %d", c.VMMemoryMB))
@@ -199,76 +267,4 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
-}
-
-// TOML renders the configuration. c must be valid.
-func (c containerdConfig) TOML() string {
-	var b strings.Builder
-	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
-
-	runtimePlugin, configVersion := `plugins."io.containerd.grpc.v1.cri"`, 2
-	if c.Version == "2" {
-		runtimePlugin, configVersion = `plugins."io.containerd.cri.v1.runtime"`, 3
-	}
-	w("# isoguard runtime handler %q for containerd %s (config file version %d).\n", c.Handler, map[string]string{"1.7": "1.7", "2": "2.x"}[c.Version], configVersion)
-	w("# Generated by: %s\n", c.commandLine())
-	w("# Every key is explained in docs/containerd-config.md.\n")
-	if c.Version == "1.7" {
-		w("# containerd 1.7: merge these tables into config.toml itself. A drop-in file in `imports`\n")
-		w("# would replace config.toml's whole CRI plugin section, not merge with it.\n")
-	} else {
-		w("# containerd 2.x: a drop-in file (listed in config.toml's `imports`) merges key by key.\n")
-		if !c.ReplaceBuiltin {
-			w("# containerd 2.x keeps its built-in handlers %s whatever\n", strings.Join(BuiltinWindowsHandlers, " and "))
-			w("# config.toml says: on tenant nodes add --replace-builtin to route them through isoguard.\n")
-		}
-	}
-	w("version = %d\n", configVersion)
-
-	if c.SandboxImage != "" {
-		if c.Version == "1.7" {
-			w("\n[%s]\n", runtimePlugin)
-			w("  sandbox_image = %s\n", tomlString(c.SandboxImage))
-		} else {
-			w("\n[plugins.\"io.containerd.cri.v1.images\".pinned_images]\n")
-			w("  sandbox = %s\n", tomlString(c.SandboxImage))
-		}
-	}
-	if c.Default {
-		w("\n[%s.containerd]\n", runtimePlugin)
-		w("  default_runtime_name = %s\n", tomlString(c.Handler))
-	}
-	handlers := []string{c.Handler}
-	if c.ReplaceBuiltin {
-		handlers = append(handlers, BuiltinWindowsHandlers...)
-	}
-	for _, h := range handlers {
-		table := fmt.Sprintf("%s.containerd.runtimes.%s", runtimePlugin, h)
-		w("\n[%s]\n", table)
-		w("  runtime_type = %s\n", tomlString(RuntimeTypeRunhcs))
-		w("  runtime_path = %s\n", tomlString(c.ShimPath))
-		w("  pod_annotations = []\n")
-		w("  container_annotations = []\n")
-		if c.Version == "2" {
-			w("  sandboxer = 'podsandbox'\n")
-		}
-		w("\n[%s.options]\n", table)
-		if c.Isolation == IsolationHyperV {
-			w("  SandboxIsolation = 1\n")
-		} else {
-			w("  SandboxIsolation = 0\n")
-		}
-		w("  SandboxPlatform = %s\n", tomlString(c.SandboxPlatform))
-		if c.Isolation == IsolationHyperV {
-			w("  ScaleCpuLimitsToSandbox = true\n")
-		}
-		if c.VMMemoryMB != 0 {
-			w("  VmMemorySizeInMb = %d\n", c.VMMemoryMB)
-		}
-		if c.VMProcessors != 0 {
-			w("  VmProcessorCount = %d\n", c.VMProcessors)
-		}
-		w("  ScrubLogs = true\n")
-	}
-	return b.String()
 }
