@@ -27,7 +27,7 @@ import (
 const (
 	dumpShimPath      = `C:\Program Files\isoguard\containerd-shim-isoguard-v1.exe`
 	dumpLinuxShimPath = "/usr/local/bin/containerd-shim-isoguard-v1"
-	dumpPause    = "example.com/pause:3.10"
+	dumpPause         = "example.com/pause:3.10"
 )
 
 // dumpCase is one containerd generation.

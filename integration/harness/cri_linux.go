@@ -1127,3 +1127,35 @@ func ipamAllocations(dir string) []string {
 	sort.Strings(files)
 	return files
 }
+
+// TryRunPod is RunPod for a pod that may be refused: it returns crictl's error and stderr
+// instead of failing the test.
+func (c *CRIDaemon) TryRunPod(t testing.TB, p PodConfig) (*Pod, string, error) {
+	t.Helper()
+	cfg, logDir := c.WritePodConfig(t, p)
+	args := []string{"runp"}
+	if p.Handler != "" {
+		args = append(args, "--runtime", p.Handler)
+	}
+	out, errOut, err := c.Crictl(t, append(args, cfg)...)
+	if err != nil {
+		return nil, errOut, err
+	}
+	return &Pod{ID: strings.TrimSpace(out), Config: cfg, Handler: p.Handler, LogDir: logDir, ns: namespaceOptions(p), c: c}, errOut, nil
+}
+
+// TryRunContainer creates and starts a container that may be refused: it returns crictl's
+// error and stderr (of create, or of start) instead of failing the test. A container
+// created but not started is returned with the start's error.
+func (p *Pod) TryRunContainer(t testing.TB, cc ContainerConfig) (*Container, string, error) {
+	t.Helper()
+	cc.Extra = mergeMaps(map[string]any{"linux": map[string]any{"security_context": map[string]any{"namespace_options": p.ns}}}, cc.Extra)
+	cfg := p.c.WriteContainerConfig(t, cc)
+	out, errOut, err := p.c.Crictl(t, "create", "--no-pull", p.ID, cfg, p.Config)
+	if err != nil {
+		return nil, errOut, err
+	}
+	ctr := &Container{ID: strings.TrimSpace(out), Config: cfg, Pod: p}
+	_, errOut, err = p.c.Crictl(t, "start", ctr.ID)
+	return ctr, errOut, err
+}

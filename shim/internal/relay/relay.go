@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -252,9 +253,31 @@ func refused(service, method string, kind error) ttrpc.Method {
 }
 
 // edge converts an error of the wrapper's own to a ttrpc status, naming the program once.
+// The status carries the error's class (errdefs) as its code and its text, nothing else:
+// errgrpc.ToGRPC turns every further error of an Unwrap() []error chain (fmt.Errorf with
+// two %w) into a status detail, which containerd's errgrpc.ToNative joins back into the
+// message, so kubelet read "permission denied" once per wrapped sentinel.
+// The class's own text ("permission denied") ends the message once: containerd adds it
+// back to the status's message (errgrpc.ToNative).
 func edge(err error) error {
-	return errgrpc.ToGRPC(fmt.Errorf("isoguard: %w", err))
+	class := errdefs.Resolve(err)
+	msg := err.Error()
+	if class != nil {
+		for strings.HasSuffix(msg, ": "+class.Error()) {
+			msg = strings.TrimSuffix(msg, ": "+class.Error())
+		}
+	}
+	return errgrpc.ToGRPC(&edgeError{msg: "isoguard: " + msg, class: class})
 }
+
+// edgeError is an error's text and its class, as one chain.
+type edgeError struct {
+	msg   string
+	class error
+}
+
+func (e *edgeError) Error() string { return e.msg }
+func (e *edgeError) Unwrap() error { return e.class }
 
 // taskServiceMethodNames lists the methods of containerd.task.v2.Task from the generated
 // protobuf descriptor, so a method added upstream is seen even if nobody classified it.
