@@ -47,6 +47,10 @@ fuzz: ## Run the policy fuzz target briefly (FUZZTIME, default 10s)
 integration: deps build ## Integration tests on real containerd 1.6/1.7/2.4 + runc
 	$(GO) test -count=1 -tags integration -timeout 25m -v ./integration/...
 
+.PHONY: test-cri
+test-cri: deps build ## The whole CRI tier: isoguard under containerd's CRI plugin (crictl, critest in audit and enforce mode, containerd 2.4 and 1.7)
+	ISOGUARD_CRI_FULL=1 bash scripts/test-cri.sh
+
 .PHONY: wine-test
 wine-test: ## Windows tests under wine: the wrapper against the real runhcs v0.14.1 (installs wine, mingw)
 	bash scripts/test-windows.sh

@@ -9,6 +9,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/isoguard/isoguard/internal/cri"
 	"github.com/isoguard/isoguard/shim/hooks"
 )
 
@@ -54,7 +55,7 @@ spec.windows.hyperv: present (set when absent); utilityVMPath: empty (a host pat
 spec.linux: absent (Windows profile)
 Linux options: runtimeoptions.v1.Options{TypeUrl: untrusted.sandbox.typeUrl, ConfigPath:
 untrusted.sandbox.configPath} (replaced); delegate: untrusted.sandbox.shim; no sandbox
-configured: denied
+configured: denied; a standalone container with untrusted.sandbox.podsOnly: denied
 
 Options of another type never reach this rule: input.invalid denies them for every tenant
 (runhcs would panic on its unchecked type assertion; a runc shim would misread them).
@@ -112,6 +113,10 @@ func checkIsolationLinux(ev *evaluation) {
 	sb := ev.p.sandbox
 	if sb.Shim == "" {
 		ev.deny("untrusted.sandbox", "no untrusted.sandbox.shim is configured, so untrusted pods cannot be sandboxed on this node")
+		return
+	}
+	if sb.PodsOnly && ev.in.Role == cri.RoleStandalone {
+		ev.deny("untrusted.sandbox", "the sandbox runtime's shim %s runs CRI pods only (untrusted.sandbox.podsOnly); a standalone container cannot be sandboxed", sb.Shim)
 		return
 	}
 	want := &rtopts.Options{TypeUrl: sb.TypeURL, ConfigPath: sb.ConfigPath}

@@ -74,5 +74,10 @@ func isolationCases(add fixtureAdder) {
 		in.Options = nil
 		return in
 	})
+	add(iso, false, "linux-standalone-pods-only", "linux-pods-only", "a standalone container (no CRI pod) with a sandbox shim that runs pods only: denied, not sent to a shim that would hang", T("T2", "T3"), func(t testing.TB) Input {
+		in := standalone(linuxCreate(t), "tenant-b")
+		in.Call, in.Pod, in.Spec.Mounts = CallStart, nil, nil
+		return in
+	})
 	add(iso, false, "linux-no-sandbox", "linux-no-runtime", "no untrusted.sandbox configured: untrusted workloads cannot be isolated, denied", T("T3"), linuxCreate)
 }

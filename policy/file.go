@@ -142,6 +142,11 @@ type Sandbox struct {
 	TypeURL string `yaml:"typeUrl"`
 	// StdinFormat is how the shim's start gets the options ("auto" by default).
 	StdinFormat hooks.StdinFormat `yaml:"stdinFormat"`
+	// PodsOnly denies untrusted standalone containers (ctr, nerdctl: no CRI pod) instead of
+	// sending them to a shim that runs only CRI pods. gVisor's shim hangs in `runsc create`
+	// for a container without CRI annotations (the sandbox inherits the pipe the shim reads
+	// runsc's output from; docs/gvisor-notes.md).
+	PodsOnly bool `yaml:"podsOnly"`
 }
 
 // LinuxUser is a uid/gid pair.

@@ -3,7 +3,8 @@
 # Downloads and builds are cached outside the checkout, in $ISOGUARD_CACHE (default ~/.cache/isoguard).
 #
 #   scripts/deps.sh linux     runc, containerd 1.6 (apt), containerd 2.4.2 + ctr + runc shim (go install),
-#                             containerd 1.7.35 (built from the module source), runsc (gVisor),
+#                             containerd 1.7.35 (built from the module source), gVisor's runsc and
+#                             containerd shim (scripts/gvisor.sh test: built from the gvisor.dev module),
 #                             and for the CRI tests (cri): crictl + critest (cri-tools), CNI plugins, busybox-static
 #   scripts/deps.sh cri       only the CRI test tools (part of linux)
 #   scripts/deps.sh windows   wine64, mingw-w64 (apt)
@@ -98,10 +99,11 @@ cri() {
 case "${1:-linux}" in
 linux)
 	command -v go >/dev/null || { log "go is required (Go 1.26)"; exit 1; }
-	apt_install runc containerd runsc
+	apt_install runc containerd patch
 	containerd2
 	if [ "${ISOGUARD_SKIP_CTRD17:-}" != 1 ]; then containerd17; fi
 	cri
+	bash "$(dirname "$0")/gvisor.sh" test >/dev/null
 	;;
 cri)
 	command -v go >/dev/null || { log "go is required (Go 1.26)"; exit 1; }
