@@ -27,6 +27,10 @@ const (
 	// (docs/install-windows.md, "RuntimeClass", says how they were chosen).
 	DefaultOverheadCPU    = "500m"
 	DefaultOverheadMemory = "512Mi"
+	// DefaultLinuxOverheadCPU and DefaultLinuxOverheadMemory are what an untrusted pod's
+	// gVisor sandbox costs (~190 MB RSS for a one-container pod, docs/gvisor-notes.md).
+	DefaultLinuxOverheadCPU    = "250m"
+	DefaultLinuxOverheadMemory = "256Mi"
 )
 
 const configUsage = `Usage:

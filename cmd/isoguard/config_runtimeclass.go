@@ -11,6 +11,7 @@ import (
 // runtimeClass is what `isoguard config runtimeclass` prints: a node.k8s.io/v1
 // RuntimeClass for the isoguard handler.
 type runtimeClass struct {
+	OS             string // the nodes': windows or linux
 	Name           string
 	Handler        string
 	OverheadCPU    string
@@ -30,6 +31,9 @@ func validateQuantity(s string) error {
 }
 
 func (r runtimeClass) validate() (flagName string, err error) {
+	if r.OS != "windows" && r.OS != "linux" {
+		return "os", fmt.Errorf("%q: want windows or linux (the nodes' OS)", r.OS)
+	}
 	if err := validateHandler(r.Handler); err != nil {
 		return "handler", err
 	}
@@ -48,16 +52,18 @@ func (r runtimeClass) validate() (flagName string, err error) {
 }
 
 func runConfigRuntimeClass(args []string, stdout, stderr io.Writer) int {
-	fs := newCommand("isoguard config runtimeclass", "[flags]\n\nPrints a node.k8s.io/v1 RuntimeClass for the isoguard runtime handler: pods that name it run\nthrough isoguard on Windows nodes; overhead.podFixed accounts for each pod's utility VM.", stderr)
+	fs := newCommand("isoguard config runtimeclass", "[--os windows|linux] [flags]\n\nPrints a node.k8s.io/v1 RuntimeClass for the isoguard runtime handler: pods that name it run\nthrough isoguard; overhead.podFixed accounts for each pod's utility VM (Windows) or sandbox\n(Linux, gVisor).", stderr)
 	r := runtimeClass{}
+	fs.StringVar(&r.OS, "os", "windows", "the nodes' OS: windows or linux")
 	fs.StringVar(&r.Handler, "handler", DefaultHandler, "runtime handler name, as in containerd's config (isoguard config containerd --handler)")
 	fs.StringVar(&r.Name, "name", "", "RuntimeClass name, what pods put in runtimeClassName (default: the handler's name)")
-	fs.StringVar(&r.OverheadCPU, "overhead-cpu", DefaultOverheadCPU, "CPU a pod's utility VM costs beyond its containers' requests (overhead.podFixed.cpu)")
-	fs.StringVar(&r.OverheadMemory, "overhead-memory", DefaultOverheadMemory, "memory a pod's utility VM costs beyond its containers' requests (overhead.podFixed.memory)")
-	fs.BoolVar(&r.NoOverhead, "no-overhead", false, "leave overhead out (the scheduler then does not count the utility VM)")
+	fs.StringVar(&r.OverheadCPU, "overhead-cpu", "", "CPU a pod's utility VM (Windows) or sandbox (Linux) costs beyond its containers' requests (overhead.podFixed.cpu); default "+DefaultOverheadCPU+" (Windows), "+DefaultLinuxOverheadCPU+" (Linux)")
+	fs.StringVar(&r.OverheadMemory, "overhead-memory", "", "memory a pod's utility VM or sandbox costs beyond its containers' requests (overhead.podFixed.memory); default "+DefaultOverheadMemory+" (Windows), "+DefaultLinuxOverheadMemory+" (Linux)")
+	fs.BoolVar(&r.NoOverhead, "no-overhead", false, "leave overhead out (the scheduler then does not count the utility VM or sandbox)")
 	if code, done := fs.parse(args, stdout); done {
 		return code
 	}
+	r.defaults()
 	if r.Name == "" {
 		r.Name = r.Handler
 	}
@@ -68,10 +74,28 @@ func runConfigRuntimeClass(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// defaults fills the overhead the nodes' OS implies.
+func (r *runtimeClass) defaults() {
+	cpu, mem := DefaultOverheadCPU, DefaultOverheadMemory
+	if r.OS == "linux" {
+		cpu, mem = DefaultLinuxOverheadCPU, DefaultLinuxOverheadMemory
+	}
+	if r.OverheadCPU == "" {
+		r.OverheadCPU = cpu
+	}
+	if r.OverheadMemory == "" {
+		r.OverheadMemory = mem
+	}
+}
+
 // YAML renders the RuntimeClass. r must be valid.
 func (r runtimeClass) YAML() string {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	if r.OS == "linux" {
+		r.linuxYAML(w)
+		return b.String()
+	}
 	w("# RuntimeClass for the isoguard runtime handler %q (docs/install-windows.md).\n", r.Handler)
 	w("# Pods that set runtimeClassName: %s run through isoguard: untrusted tenants get Hyper-V\n", r.Name)
 	w("# isolation and ContainerUser. Admission must keep tenants from choosing another class\n")
@@ -102,4 +126,31 @@ func (r runtimeClass) YAML() string {
 	w("    value: \"windows\"\n")
 	w("    effect: \"NoSchedule\"\n")
 	return b.String()
+}
+
+// linuxYAML is the RuntimeClass of Linux nodes.
+func (r runtimeClass) linuxYAML(w func(string, ...any)) {
+	w("# RuntimeClass for the isoguard runtime handler %q on Linux nodes (docs/kubernetes.md).\n", r.Handler)
+	w("# Pods that set runtimeClassName: %s run through isoguard: untrusted tenants run in the\n", r.Name)
+	w("# node policy's sandbox runtime (gVisor) as a non-root uid. Admission must keep tenants\n")
+	w("# from choosing another class (threat T1 in docs/threat-model.md).\n")
+	w("apiVersion: node.k8s.io/v1\n")
+	w("kind: RuntimeClass\n")
+	w("metadata:\n")
+	w("  name: %s\n", yamlString(r.Name))
+	w("  labels:\n")
+	w("    app.kubernetes.io/name: \"isoguard\"\n")
+	w("handler: %s\n", yamlString(r.Handler))
+	if !r.NoOverhead {
+		w("# An untrusted pod's gVisor sandbox (sandbox, gofer, shim): the scheduler and the kubelet\n")
+		w("# add this to the pod's requests (docs/gvisor-notes.md measures it).\n")
+		w("overhead:\n")
+		w("  podFixed:\n")
+		w("    cpu: %s\n", yamlString(r.OverheadCPU))
+		w("    memory: %s\n", yamlString(r.OverheadMemory))
+	}
+	w("scheduling:\n")
+	w("  # Only Linux nodes with isoguard have the handler; pin further if not every Linux node does.\n")
+	w("  nodeSelector:\n")
+	w("    kubernetes.io/os: \"linux\"\n")
 }

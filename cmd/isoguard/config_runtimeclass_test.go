@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -30,6 +31,7 @@ func TestConfigRuntimeClass(t *testing.T) {
 		{"runtimeclass.yaml", nil, "isoguard", "isoguard", DefaultOverheadCPU, DefaultOverheadMemory},
 		{"runtimeclass-custom.yaml", []string{"--handler", "tenant-hv", "--name", "hyperv", "--overhead-cpu", "1", "--overhead-memory", "1Gi"}, "hyperv", "tenant-hv", "1", "1Gi"},
 		{"runtimeclass-no-overhead.yaml", []string{"--handler", "123", "--no-overhead"}, "123", "123", "", ""},
+		{"runtimeclass-linux.yaml", []string{"--os", "linux"}, "isoguard", "isoguard", DefaultLinuxOverheadCPU, DefaultLinuxOverheadMemory},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
 			code, out, errOut := cfgRun(append([]string{"config", "runtimeclass"}, tc.args...)...)
@@ -61,12 +63,16 @@ func TestConfigRuntimeClass(t *testing.T) {
 			if rc.Scheduling == nil {
 				t.Fatal("no scheduling")
 			}
-			if got := rc.Scheduling.NodeSelector; len(got) != 1 || got[corev1.LabelOSStable] != "windows" {
-				t.Errorf("scheduling.nodeSelector = %v, want only kubernetes.io/os: windows", got)
+			os := "windows"
+			if slices.Contains(tc.args, "linux") {
+				os = "linux"
+			}
+			if got := rc.Scheduling.NodeSelector; len(got) != 1 || got[corev1.LabelOSStable] != os {
+				t.Errorf("scheduling.nodeSelector = %v, want only kubernetes.io/os: %s", got, os)
 			}
 			want := corev1.Toleration{Key: "os", Operator: corev1.TolerationOpEqual, Value: "windows", Effect: corev1.TaintEffectNoSchedule}
-			if got := rc.Scheduling.Tolerations; len(got) != 1 || got[0] != want {
-				t.Errorf("scheduling.tolerations = %+v, want [%+v]", got, want)
+			if got := rc.Scheduling.Tolerations; os == "windows" && (len(got) != 1 || got[0] != want) || os == "linux" && len(got) != 0 {
+				t.Errorf("scheduling.tolerations = %+v", got)
 			}
 		})
 	}
