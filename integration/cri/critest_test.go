@@ -25,7 +25,26 @@ var critestKnownFailures = map[string]map[string]string{}
 // through isoguard in enforce mode, because critest's pods are an untrusted tenant's (their
 // namespaces are named by no policy), with the rule or mechanism that causes each.
 // docs/kubernetes.md lists them (TestDocsListEnforceDifferences).
-var enforceDifferences = map[string]string{}
+var enforceDifferences = map[string]string{
+	// untrusted.user: the containers run as uid 65534, not as the image's root.
+	"[k8s.io] Multiple Containers [Conformance] when running multiple containers in a pod should support container exec": "untrusted.user: the web server cannot bind port 80 as uid 65534 and exits",
+	"[k8s.io] Multiple Containers [Conformance] when running multiple containers in a pod should support network":        "untrusted.user: the web server cannot bind port 80 as uid 65534",
+	"[k8s.io] Security Context NamespaceOption runtime should support ContainerPID":                                      "untrusted.user: the web server cannot bind port 80 as uid 65534 and exits",
+	"[k8s.io] Security Context NamespaceOption runtime should support HostPID":                                           "untrusted.user: the web server cannot bind port 80 as uid 65534 and exits",
+	"[k8s.io] Security Context NamespaceOption runtime should support PodPID":                                            "untrusted.user: the web server cannot bind port 80 as uid 65534 and exits",
+	"[k8s.io] Security Context bucket runtime should support that ReadOnlyRootfs is false":                               "untrusted.user: uid 65534 may not write to the image's root-owned /",
+	"[k8s.io] Security Context bucket runtime should support that ReadOnlyRootfs is true":                                "untrusted.user: uid 65534 gets permission denied before the read-only file system is reached",
+	// Denied by a rule.
+	"[k8s.io] Security Context NamespaceOption runtime should support HostIpc is true": "untrusted.hostpath: the sandbox bind-mounts the host's /dev/shm (the pod is denied)",
+	"[k8s.io] Security Context bucket runtime should support Privileged is true":       "untrusted.devices: a privileged container gets the host's devices (denied)",
+	// untrusted.isolation: the pod runs in gVisor, whose kernel and network stack are its own.
+	"[k8s.io] Security Context NamespaceOption runtime should support HostIpc is false":                                 "untrusted.isolation: gVisor has no /proc/sysvipc",
+	"[k8s.io] Security Context NamespaceOption runtime should support HostNetwork is true":                              "untrusted.isolation: gVisor's own network stack, not the host's, even for a host-network pod",
+	"[k8s.io] Security Context bucket runtime should support ReadonlyPaths":                                             "untrusted.isolation: gVisor's /proc does not honour the readonly paths critest checks",
+	"[k8s.io] Security Context bucket runtime should support adding capability":                                         "untrusted.isolation: gVisor has no /sys/class/net for brctl",
+	"[k8s.io] Streaming runtime should support streaming interfaces runtime should support portforward [Conformance]":   "untrusted.isolation (and untrusted.user): the pod's ports live in gVisor's network stack, which port-forward through the pod's network namespace does not reach",
+	"[k8s.io] Streaming runtime should support streaming interfaces runtime should support portforward in host network": "untrusted.isolation: a host-network pod in gVisor does not listen on the host",
+}
 
 // TestCritest runs critest's focused subset (harness.CritestFocus, CritestSkip) through the
 // CRI plugin: on the plain runc handler (the baseline), then through isoguard with the node
@@ -132,4 +151,28 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestDocsListEnforceDifferences: docs/kubernetes.md lists every documented difference with
+// the rule that causes it.
+func TestDocsListEnforceDifferences(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/kubernetes.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(doc), "\n")
+	for spec, why := range enforceDifferences {
+		tail := spec[strings.LastIndex(spec, "should support ")+len("should support "):]
+		rule, _, _ := strings.Cut(why, ":")
+		rule, _, _ = strings.Cut(rule, " ")
+		found := false
+		for _, l := range lines {
+			if strings.Contains(l, "should support "+tail+" |") && strings.Contains(l, "`"+rule+"`") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("docs/kubernetes.md has no row for %q with %s", spec, rule)
+		}
+	}
 }
