@@ -16,10 +16,18 @@ ISOGUARD_BENCH=1 ISOGUARD_BENCH_OUT="$PWD/out/bench-e2e.md" \
 cat out/bench-e2e.md >> out/benchmarks.md
 {
 	echo
+	echo "## Pod start through containerd 2.4.2's CRI plugin (integration/cri/bench_test.go)"
+	echo
+} >> out/benchmarks.md
+ISOGUARD_BENCH=1 ISOGUARD_BENCH_OUT="$PWD/out/benchmarks.md" \
+	go test -tags integration -count=1 -run '^TestBenchmarkCRIPodStart$' -timeout 20m ./integration/cri/ >out/bench-cri.log 2>&1 ||
+	{ tail -50 out/bench-cri.log; exit 1; }
+{
+	echo
 	echo "## Go benchmarks (proxy with a fake delegate over unix sockets; policy evaluation)"
 	echo
 	echo '```'
-	go test -run '^$' -bench . -benchmem -count 5 ./shim/ ./policy/ | grep -E '^(Benchmark|ok|goos|cpu)'
+	go test -run '^$' -bench . -benchmem -count 5 ./shim/internal/relay/ ./policy/ | grep -E '^(Benchmark|ok|goos|cpu)'
 	echo '```'
 } >> out/benchmarks.md
 cat out/benchmarks.md

@@ -46,12 +46,15 @@ type isoNode struct {
 	policy    string
 	audit     string
 	runscRoot string
+	runscToml string // gVisor's configuration
 }
 
 // nodeOptions shape an isoNode.
 type nodeOptions struct {
 	mode            string // the policy's mode: enforce (default) or audit
 	isoguardDefault bool   // isoguard is default_runtime_name, else the plain runc handler is
+	// extraHandlers are more runtime handlers beside runc and isoguard.
+	extraHandlers func(n *isoNode) []harness.RuntimeHandler
 }
 
 // startIsoNode starts a CRI daemon with two handlers: "runc" (the plain runc handler) and
@@ -65,7 +68,7 @@ func startIsoNode(t *testing.T, version string, o nodeOptions) *isoNode {
 	}
 	dir := t.TempDir()
 	n.policy, n.audit = filepath.Join(dir, "policy.yaml"), filepath.Join(dir, "audit", "audit.log")
-	n.runscRoot = filepath.Join(dir, "runsc")
+	n.runscRoot, n.runscToml = filepath.Join(dir, "runsc"), filepath.Join(dir, "runsc.toml")
 	cliVersion := "2"
 	if version == "1.7" {
 		cliVersion = "1.7"
@@ -78,12 +81,16 @@ func startIsoNode(t *testing.T, version string, o nodeOptions) *isoNode {
 	if o.isoguardDefault {
 		defaultRuntime = isoguardHandler
 	}
+	handlers := []harness.RuntimeHandler{harness.RuncHandler()}
+	if o.extraHandlers != nil {
+		handlers = append(handlers, o.extraHandlers(n)...)
+	}
 	n.CRIDaemon = harness.CRIContainerd(t, version, harness.CRIOptions{
 		Options: harness.Options{
 			ExtraConfig: tablesOnly(string(out)),
 			Env:         []string{enforce.ConfigEnv + "=" + n.policy, enforce.AuditEnv + "=" + n.audit},
 		},
-		Handlers:       []harness.RuntimeHandler{harness.RuncHandler()},
+		Handlers:       handlers,
 		DefaultRuntime: defaultRuntime,
 	})
 	n.writePolicy(t, version, o.mode)
@@ -123,7 +130,7 @@ func (n *isoNode) writePolicy(t *testing.T, version, mode string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runscToml := filepath.Join(filepath.Dir(n.policy), "runsc.toml")
+	runscToml := n.runscToml
 	if err := os.WriteFile(runscToml, []byte(fmt.Sprintf(`binary_name = %q
 root = %q
 
