@@ -88,8 +88,8 @@ func TestEnforcerAppliesDecisions(t *testing.T) {
 		t.Fatalf("start's delegate %+v: an untrusted pod runs in the sandbox shim", si.Delegate)
 	}
 	spec, err := bundle.ReadSpec(inst.Bundle)
-	if err != nil || spec.Process.User.UID != policy.DefaultLinuxUID {
-		t.Fatalf("config.json after start: uid %v (%v)", spec.Process.User.UID, err)
+	if err != nil || spec.Spec.Process.User.UID != policy.DefaultLinuxUID {
+		t.Fatalf("config.json after start: %v (%v)", spec, err)
 	}
 	req := &hooks.CreateRequest{ID: "c1", Bundle: inst.Bundle}
 	if err := e.Create(ctx, inst, req); err != nil {
@@ -126,6 +126,41 @@ func TestEnforcerAppliesDecisions(t *testing.T) {
 	recs = auditRecords(t, auditPath)
 	if last := recs[len(recs)-1]; last.Call != "exec" || last.Outcome != audit.OutcomeDenied || !strings.Contains(last.Error, "not a JSON OCI process") {
 		t.Fatalf("refused exec audited as %+v", last)
+	}
+}
+
+// TestRewritesLoseNothing: config.json and an Exec's process carry fields this runtime-spec
+// version does not know (a newer containerd's); the policy's rewrites keep them, at every
+// depth.
+func TestRewritesLoseNothing(t *testing.T) {
+	e, inst, _ := enforcerFixture(t, "apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\nplatform: linux\nuntrusted:\n  sandbox:\n    shim: /usr/local/bin/containerd-shim-runsc-v1\n")
+	cfg := filepath.Join(inst.Bundle, "config.json")
+	const newer = `{"ociVersion":"1.9.0","x-top":{"n":1.50},"process":{"user":{"uid":0,"gid":0,"x-user":"u"},"args":["sh"],"cwd":"/","x-proc":[1,{"a":"b"}]},"root":{"path":"rootfs","x-root":true},"annotations":{"dev.gvisor.flag.network":"host","keep":"v"},"linux":{"x-linux":{"deep":{"er":1}}}}`
+	if err := os.WriteFile(cfg, []byte(newer), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := e.Start(ctx, inst, &hooks.StartRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(cfg)
+	for _, want := range []string{`"ociVersion":"1.9.0"`, `"x-top":{"n":1.50}`, `"x-user":"u"`, `"x-proc":[1,{"a":"b"}]`, `"x-root":true`, `"x-linux":{"deep":{"er":1}}`, `"keep":"v"`, `"uid":65534`} {
+		if !strings.Contains(string(got), want) {
+			t.Errorf("config.json after the rewrite lacks %s:\n%s", want, got)
+		}
+	}
+	if strings.Contains(string(got), "dev.gvisor.flag.network") {
+		t.Errorf("the stripped annotation survived: %s", got)
+	}
+	exec := &hooks.ExecRequest{ID: "c1", ExecID: "e1", Spec: &anypb.Any{TypeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process",
+		Value: []byte(`{"user":{"uid":0,"gid":0,"x-user":"e"},"args":["id"],"cwd":"/","x-exec":{"k":[true]}}`)}}
+	if err := e.Exec(ctx, inst, exec); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"x-user":"e"`, `"x-exec":{"k":[true]}`, `"uid":65534`} {
+		if !strings.Contains(string(exec.Spec.Value), want) {
+			t.Errorf("exec process after the rewrite lacks %s: %s", want, exec.Spec.Value)
+		}
 	}
 }
 
