@@ -82,7 +82,7 @@ func TaskMethods() map[string]Class {
 		"State":      Forward,
 		"Create":     Intercept, // isolation, user, mounts, devices, annotations (config.json + Options)
 		"Start":      Forward,   // starts what Create (or Exec) admitted
-		"Delete":     Track, // a deleted task leaves the pod (see Shutdown)
+		"Delete":     Track,     // a deleted task leaves the pod (see Shutdown)
 		"Pids":       Forward,
 		"Pause":      Forward,
 		"Resume":     Forward,
