@@ -136,11 +136,12 @@ func listen(ctx context.Context, address string) (net.Listener, func(), error) {
 // instance and what the delegate gets on stdin.
 func decideStart(ctx context.Context, f Flags, stdin io.Reader, h hooks.Hooks) (*daemon, []byte, error) {
 	sc, err := readStartContext(f, stdin)
-	if err != nil {
-		return nil, nil, err
+	if err == nil && sc.role.IsWorkload() {
+		err = fmt.Errorf("container %s joins pod %s and gets no wrapper of its own: %w", f.ID, sc.sandboxID, errdefs.ErrInvalidArgument)
 	}
-	if sc.role.IsWorkload() {
-		return nil, nil, fmt.Errorf("container %s joins pod %s and gets no wrapper of its own: %w", f.ID, sc.sandboxID, errdefs.ErrInvalidArgument)
+	if err != nil {
+		h.Refused(ctx, hooks.Refusal{Call: "start", Namespace: f.Namespace, ID: f.ID, SandboxID: sc.sandboxID, Cause: err})
+		return nil, nil, err
 	}
 	d := &daemon{
 		f: f, hooks: h, bundle: sc.bundle, delegateGone: make(chan struct{}),

@@ -26,6 +26,7 @@ func start(ctx context.Context, f Flags, stdin io.Reader, stdout io.Writer, h ho
 	}
 	sc, err := readStartContext(f, stdin)
 	if err != nil {
+		h.Refused(ctx, hooks.Refusal{Call: "start", Namespace: f.Namespace, ID: f.ID, Cause: err})
 		return err
 	}
 	var address string
@@ -74,29 +75,14 @@ func readStartContext(f Flags, stdin io.Reader) (startContext, error) {
 
 // joinPod answers the pod's wrapper address for a workload container, and only for a pod
 // this wrapper started and recorded (threats T4). It never answers the delegate's address:
-// containerd would then talk to the delegate directly for this container.
+// containerd would then talk to the delegate directly for this container. A refusal before
+// the join hook decides is told to the hooks (audited).
 func joinPod(ctx context.Context, f Flags, sc startContext, h hooks.Hooks) (string, error) {
-	sb, err := bundle.Sibling(sc.bundle, sc.sandboxID)
+	rec, sb, err := podRecord(f, sc)
 	if err != nil {
+		h.Refused(ctx, hooks.Refusal{Call: "join", Namespace: f.Namespace, ID: f.ID, SandboxID: sc.sandboxID, Cause: err})
 		return "", err
 	}
-	rec, err := bundle.ReadRecord(sb)
-	if err != nil {
-		if errdefs.IsNotFound(err) {
-			return "", fmt.Errorf("container %s names pod sandbox %s, which isoguard did not start in namespace %s: %w",
-				f.ID, sc.sandboxID, f.Namespace, errdefs.ErrPermissionDenied)
-		}
-		return "", fmt.Errorf("container %s: pod sandbox %s: %w", f.ID, sc.sandboxID, err)
-	}
-	if !rec.Sandbox || rec.ID != sc.sandboxID || rec.Namespace != f.Namespace {
-		return "", fmt.Errorf("container %s names %s, which isoguard started as a %s in namespace %s, not as a pod sandbox in namespace %s: %w",
-			f.ID, sc.sandboxID, rec.Kind(), rec.Namespace, f.Namespace, errdefs.ErrPermissionDenied)
-	}
-	conn, err := transport.Dial(rec.Address, 2*time.Second)
-	if err != nil {
-		return "", fmt.Errorf("pod sandbox %s's wrapper at %s is not running: %w: %w", sc.sandboxID, rec.Address, err, errdefs.ErrUnavailable)
-	}
-	conn.Close()
 	if err := relay.RunHook(ctx, "join", func() error { return h.Join(ctx, rec.Instance(sb), sc.bundle) }); err != nil {
 		return "", err
 	}
@@ -105,4 +91,31 @@ func joinPod(ctx context.Context, f Flags, sc startContext, h hooks.Hooks) (stri
 		return "", err
 	}
 	return rec.Address, nil
+}
+
+// podRecord is the record of the pod a workload container names, if this wrapper started
+// that pod as a sandbox of the container's namespace and its wrapper runs; sb is the
+// sandbox's bundle.
+func podRecord(f Flags, sc startContext) (rec *bundle.Record, sb string, err error) {
+	if sb, err = bundle.Sibling(sc.bundle, sc.sandboxID); err != nil {
+		return nil, "", err
+	}
+	rec, err = bundle.ReadRecord(sb)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return nil, "", fmt.Errorf("container %s names pod sandbox %s, which isoguard did not start in namespace %s: %w",
+				f.ID, sc.sandboxID, f.Namespace, errdefs.ErrPermissionDenied)
+		}
+		return nil, "", fmt.Errorf("container %s: pod sandbox %s: %w", f.ID, sc.sandboxID, err)
+	}
+	if !rec.Sandbox || rec.ID != sc.sandboxID || rec.Namespace != f.Namespace {
+		return nil, "", fmt.Errorf("container %s names %s, which isoguard started as a %s in namespace %s, not as a pod sandbox in namespace %s: %w",
+			f.ID, sc.sandboxID, rec.Kind(), rec.Namespace, f.Namespace, errdefs.ErrPermissionDenied)
+	}
+	conn, err := transport.Dial(rec.Address, 2*time.Second)
+	if err != nil {
+		return nil, "", fmt.Errorf("pod sandbox %s's wrapper at %s is not running: %w: %w", sc.sandboxID, rec.Address, err, errdefs.ErrUnavailable)
+	}
+	conn.Close()
+	return rec, sb, nil
 }

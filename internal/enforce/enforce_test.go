@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -161,6 +162,31 @@ func TestRewritesLoseNothing(t *testing.T) {
 		if !strings.Contains(string(exec.Spec.Value), want) {
 			t.Errorf("exec process after the rewrite lacks %s: %s", want, exec.Spec.Value)
 		}
+	}
+}
+
+// TestRefusalsAreAudited: a refusal the wrapper made before any decision (a pod it did not
+// start, an unreadable config.json) leaves a denied record with its cause; so does a
+// config.json the enforcer cannot read.
+func TestRefusalsAreAudited(t *testing.T) {
+	e, inst, auditPath := enforcerFixture(t, "apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\nplatform: linux\n")
+	ctx := context.Background()
+	e.Refused(ctx, hooks.Refusal{Call: "join", Namespace: "k8s.io", ID: "c2", SandboxID: "nopod", Cause: errors.New("container c2 names pod sandbox nopod, which isoguard did not start")})
+	if err := os.WriteFile(filepath.Join(inst.Bundle, "config.json"), []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Create(ctx, inst, &hooks.CreateRequest{ID: "c1", Bundle: inst.Bundle}); !errdefs.IsPermissionDenied(err) {
+		t.Fatalf("create with an invalid config.json: %v", err)
+	}
+	recs := auditRecords(t, auditPath)
+	if len(recs) != 2 {
+		t.Fatalf("audit records %+v, want one per refusal", recs)
+	}
+	if r := recs[0]; r.Call != "join" || r.ID != "c2" || r.SandboxID != "nopod" || r.Outcome != audit.OutcomeDenied || !strings.Contains(r.Error, "did not start") {
+		t.Errorf("join refusal audited as %+v", r)
+	}
+	if r := recs[1]; r.Call != "create" || r.ID != "c1" || r.Outcome != audit.OutcomeDenied || !strings.Contains(r.Error, "config.json") {
+		t.Errorf("invalid config.json audited as %+v", r)
 	}
 }
 

@@ -37,6 +37,19 @@ type Hooks interface {
 	Create(ctx context.Context, inst *Instance, req *CreateRequest) error
 	Exec(ctx context.Context, inst *Instance, req *ExecRequest) error
 	Update(ctx context.Context, inst *Instance, req *UpdateRequest) error
+	// Refused is told of a call the wrapper refused before any hook could decide it (a
+	// workload naming a pod the wrapper did not start, an unreadable config.json or stdin,
+	// a request that does not decode), so that every refusal leaves a record.
+	Refused(ctx context.Context, r Refusal)
+}
+
+// Refusal is a call the wrapper refused on its own.
+type Refusal struct {
+	Call      string // start, join, create, exec, update
+	Namespace string
+	ID        string // the task
+	SandboxID string // the pod it named, if any
+	Cause     error
 }
 
 // Instance is the wrapper instance a call arrived at: one pod, or one standalone container.
@@ -135,3 +148,4 @@ func (PassThrough) Join(context.Context, *Instance, string) error           { re
 func (PassThrough) Create(context.Context, *Instance, *CreateRequest) error { return nil }
 func (PassThrough) Exec(context.Context, *Instance, *ExecRequest) error     { return nil }
 func (PassThrough) Update(context.Context, *Instance, *UpdateRequest) error { return nil }
+func (PassThrough) Refused(context.Context, Refusal)                        {}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"strings"
 
 	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/errdefs"
@@ -57,7 +58,9 @@ func intercept[T any, PT interface {
 		defer p.track()()
 		req := PT(new(T))
 		if err := unmarshal(req); err != nil {
-			return nil, edge(fmt.Errorf("decode %s request: %v: %w", method, err, errdefs.ErrInvalidArgument))
+			err = fmt.Errorf("decode %s request: %v: %w", method, err, errdefs.ErrInvalidArgument)
+			p.hooks.Refused(ctx, hooks.Refusal{Call: strings.ToLower(method), Namespace: p.inst.Namespace, Cause: err})
+			return nil, edge(err)
 		}
 		if err := RunHook(ctx, method, func() error { return hook(ctx, req) }); err != nil {
 			fields := log.Fields{logfields.Method: method, logfields.ID: req.GetID()}
