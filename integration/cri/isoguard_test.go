@@ -160,11 +160,16 @@ untrusted:
       - /var/lib/kubelet/pods/{podUID}/
       - %s/io.containerd.grpc.v1.cri/sandboxes/{sandboxID}/
       - %s/io.containerd.grpc.v1.cri/sandboxes/{sandboxID}/
+  # This containerd keeps its snapshots and fifos in the test's own root and state.
+  rootfs:
+    allowedSources: [%s/]
+  stdio:
+    allowedPaths: [%s/]
   limits:
     memoryMB: %d
     cpuCount: 2
 `, mode, filepath.Join(bin, "containerd-shim-runc-v2"), trustedNS, n.audit,
-		filepath.Join(n.gvisor, "containerd-shim-runsc-v1"), runscToml, n.Root, n.State, limitMB)
+		filepath.Join(n.gvisor, "containerd-shim-runsc-v1"), runscToml, n.Root, n.State, n.Root, n.State, limitMB)
 	if err := os.WriteFile(n.policy, []byte(policy), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -184,10 +189,12 @@ func (n *isoNode) assertNoSandboxLeft(t *testing.T) {
 		for _, e := range entries {
 			left = append(left, "runsc state "+e.Name())
 		}
-		for _, p := range harness.ProcessesMatching(n.gvisor) {
+		// Only this node's: other tests (make stress) may run gVisor on the machine. A shim
+		// names its containerd's socket (-address); runsc its root and log in this state.
+		for _, p := range n.processes(n.gvisor) {
 			left = append(left, "gVisor process "+p.String())
 		}
-		for _, p := range harness.ProcessesMatching(n.shim + " ") {
+		for _, p := range n.wrappersOfDaemon() {
 			left = append(left, "wrapper process "+p.String())
 		}
 		if len(left) == 0 {
@@ -199,6 +206,11 @@ func (n *isoNode) assertNoSandboxLeft(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// owns reports whether a process belongs to this node's containerd.
+func (n *isoNode) owns(p harness.Process) bool {
+	return strings.Contains(p.Cmdline, n.Address) || strings.Contains(p.Cmdline, n.runscRoot) || strings.Contains(p.Cmdline, n.State)
 }
 
 // auditRecords reads the audit trail (every line must be a record).
@@ -263,7 +275,18 @@ func (n *isoNode) wrapperOf(t *testing.T, pod *harness.Pod) map[string]any {
 
 // wrappersOfDaemon lists the wrapper processes of this daemon.
 func (n *isoNode) wrappersOfDaemon() []harness.Process {
-	return harness.ProcessesMatching(n.shim + " ")
+	return n.processes(n.shim + " ")
+}
+
+// processes lists this node's processes whose command line holds substr.
+func (n *isoNode) processes(substr string) []harness.Process {
+	var out []harness.Process
+	for _, p := range harness.ProcessesMatching(substr) {
+		if n.owns(p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // kernel is what a container sees of the kernel.
@@ -465,7 +488,7 @@ func TestIsoguardPodDenied(t *testing.T) {
 	}
 	wantDenial(t, "2.4", "RunPodSandbox of a host-IPC pod", errOut, `isoguard: denied by rule untrusted.hostpath: mount /dev/shm is not allowed (tenant "`+untrustedNS+`")`)
 	assertNamedOnce(t, errOut, "isoguard", "untrusted.hostpath", "/dev/shm", untrustedNS, "permission denied")
-	if gv := harness.ProcessesMatching(n.gvisor); len(gv) != 0 {
+	if gv := n.processes(n.gvisor); len(gv) != 0 {
 		t.Errorf("a denied pod started gVisor: %v", gv)
 	}
 	assertEmpty(t, n.CRIDaemon)

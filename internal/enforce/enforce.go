@@ -126,7 +126,8 @@ func (e *Enforcer) Create(ctx context.Context, inst *hooks.Instance, req *hooks.
 	if err != nil {
 		return e.refuse(ctx, policy.CallCreate, inst, req.ID, err)
 	}
-	in.Options = req.Options
+	in.Options, in.Rootfs, in.Stdio = req.Options, req.Rootfs, req.Stdio
+	in.Checkpoint, in.ParentCheckpoint = req.Checkpoint, req.ParentCheckpoint
 	_, d, err := e.decide(ctx, in)
 	if err != nil {
 		return err
@@ -153,7 +154,7 @@ func (e *Enforcer) Exec(ctx context.Context, inst *hooks.Instance, req *hooks.Ex
 	if err != nil {
 		return e.refuse(ctx, policy.CallExec, inst, req.ID, err)
 	}
-	in.ExecID, in.Process = req.ExecID, proc
+	in.ExecID, in.Process, in.Stdio = req.ExecID, proc, req.Stdio
 	_, d, err := e.decide(ctx, in)
 	if err != nil {
 		return err
