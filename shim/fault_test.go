@@ -172,3 +172,68 @@ esac
 		t.Fatal("socket left behind")
 	}
 }
+
+// gatedHooks is stubHooks whose start hook waits until release is closed.
+type gatedHooks struct {
+	stubHooks
+	entered, release chan struct{}
+}
+
+func (h gatedHooks) Start(ctx context.Context, inst *hooks.Instance, req *hooks.StartRequest) error {
+	close(h.entered)
+	<-h.release
+	return h.stubHooks.Start(ctx, inst, req)
+}
+
+// TestServeSIGTERMBeforeDelegateStarts: a SIGTERM received before the delegate starts
+// (here while the start hook decides) ends the daemon without starting the delegate.
+func TestServeSIGTERMBeforeDelegateStarts(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "delegate.log")
+	path := fakeDelegate(t, fmt.Sprintf("echo \"$*\" >> %s\n", log))
+	own := make(chan os.Signal, 1)
+	signal.Notify(own, syscall.SIGTERM)
+	defer signal.Stop(own)
+
+	dir := t.TempDir()
+	writeBundleSpec(t, dir, nil)
+	t.Chdir(dir)
+	f := testFlags()
+	f.Socket = "unix://" + filepath.Join(t.TempDir(), "w.sock")
+	h := gatedHooks{stubHooks: stubHooks{delegate: hooks.Delegate{Path: path}}, entered: make(chan struct{}), release: make(chan struct{})}
+	served := make(chan error, 1)
+	go func() { served <- serve(context.Background(), f, bytes.NewReader(nil), nopWriteCloser{io.Discard}, h) }()
+	select {
+	case <-h.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the start hook was not called")
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// Let the signal be delivered before the hook returns.
+	select {
+	case <-own:
+	case <-time.After(5 * time.Second):
+		t.Fatal("SIGTERM not delivered")
+	}
+	close(h.release)
+	var err error
+	select {
+	case err = <-served:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the daemon did not end on a SIGTERM received before its delegate started")
+	}
+	if !errdefs.IsAborted(err) || !strings.Contains(err.Error(), "stopped by terminated before the delegate started") {
+		t.Fatalf("serve: %v, want stopped before the delegate started", err)
+	}
+	if got := readFileString(log); got != "" {
+		t.Fatalf("the delegate ran: %q", got)
+	}
+	if _, err := os.Stat(strings.TrimPrefix(f.Socket, "unix://")); err == nil {
+		t.Fatal("socket left behind")
+	}
+}
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }
