@@ -97,6 +97,9 @@ func runDelegateStart(ctx context.Context, path string, f Flags, bundleDir strin
 	defer cancel()
 	cmd.Dir = bundleDir
 	cmd.Stdin = bytes.NewReader(stdin)
+	// A wrapper daemon killed while it waits must not leave this start running (it would
+	// go on to spawn a delegate daemon nobody cleans up): see cleanupAbandonedDaemon.
+	cmd.SysProcAttr = proc.DiesWithParent()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return bootstrap.Answer{}, fmt.Errorf("delegate %s start failed: %w: %w: %s", path, err, errdefs.ErrUnavailable, bootstrap.Truncate(string(bytes.TrimSpace(out)), 4096))

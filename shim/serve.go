@@ -85,6 +85,8 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 	if s, ok := signalled(sigs); ok {
 		return fmt.Errorf("stopped by %s before the delegate started: %w", s, errdefs.ErrAborted)
 	}
+	// `start` cleans up after a daemon killed from here on: it must know the delegate.
+	rep.progress(readiness{Delegate: d.rec.Delegate.Path})
 	answer, err := d.startDelegate(ctx, delegateStdin)
 	if err != nil {
 		return err
