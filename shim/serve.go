@@ -20,7 +20,6 @@ import (
 	"github.com/isoguard/isoguard/internal/bundle"
 	"github.com/isoguard/isoguard/internal/cri"
 	"github.com/isoguard/isoguard/internal/logfields"
-	"github.com/isoguard/isoguard/internal/proc"
 	"github.com/isoguard/isoguard/shim/hooks"
 	"github.com/isoguard/isoguard/shim/internal/bootstrap"
 	"github.com/isoguard/isoguard/shim/internal/relay"
@@ -83,6 +82,11 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 	if d.denial != nil {
 		return d.serveRefusal(ctx, l, rep, sigs)
 	}
+	if s, ok := signalled(sigs); ok {
+		return fmt.Errorf("stopped by %s before the delegate started: %w", s, errdefs.ErrAborted)
+	}
+	// `start` cleans up after a daemon killed from here on: it must know the delegate.
+	rep.progress(readiness{Delegate: d.rec.Delegate.Path})
 	answer, err := d.startDelegate(ctx, delegateStdin)
 	if err != nil {
 		return err
@@ -295,17 +299,9 @@ func shutdown(ctx context.Context, srv *ttrpc.Server, proxy *relay.Proxy) {
 	_ = srv.Close()
 }
 
-// cleanupDelegate ends a delegate this wrapper started: its `delete` (which also cleans
-// what it created), then its process if still there.
+// cleanupDelegate ends a delegate this wrapper started (cleanupStartedDelegate).
 func (d *daemon) cleanupDelegate(ctx context.Context) {
-	f := d.f
-	f.Bundle = d.bundle
-	if _, err := runDelegateDelete(ctx, d.rec.Delegate.Path, f, io.Discard); err != nil {
-		log.G(ctx).WithError(err).Warn("delegate delete during cleanup")
-	}
-	if proc.Matches(d.rec.Delegate.Pid, d.rec.Delegate.Path, d.rec.ID) {
-		_ = proc.Terminate(d.rec.Delegate.Pid, 2*time.Second)
-	}
+	cleanupStartedDelegate(ctx, d.f, d.bundle, d.rec)
 }
 
 // signalled reports a signal already received, without waiting.

@@ -243,7 +243,7 @@ func TestServeStartDenied(t *testing.T) {
 	h := stubHooks{delegate: hooks.Delegate{Path: "/nonexistent/shim"}, startErr: denial}
 	served := make(chan error, 1)
 	go func() { served <- serve(context.Background(), f, bytes.NewReader(nil), w, h) }()
-	rd, err := awaitReadiness(r)
+	rd, _, err := awaitReadiness(r)
 	if err != nil || rd.Error != "" || rd.Address != f.Socket {
 		t.Fatalf("readiness %+v, %v: a denied start still answers containerd", rd, err)
 	}
