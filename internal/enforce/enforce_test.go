@@ -13,7 +13,10 @@ import (
 
 	rtopts "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/isoguard/isoguard/audit"
@@ -217,6 +220,24 @@ func TestEnforcerFailsClosed(t *testing.T) {
 	}
 	if pins, err := Pins(inst.Pins); err != nil || !pins.Trusted {
 		t.Fatalf("the fixed policy trusts tenant-a: %s %v", inst.Pins, err)
+	}
+}
+
+// TestMissingPolicyIsPermissionDenied: without a policy file every call is denied, naming
+// the file, and what reaches containerd is PermissionDenied, not the NotFound of the
+// missing file (the ttrpc edge converts the first errdefs class it finds).
+func TestMissingPolicyIsPermissionDenied(t *testing.T) {
+	e, inst, _ := enforcerFixture(t, "apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\nplatform: linux\n")
+	cfg := os.Getenv(ConfigEnv)
+	if err := os.Remove(cfg); err != nil {
+		t.Fatal(err)
+	}
+	err := e.Start(context.Background(), inst, &hooks.StartRequest{})
+	if !errdefs.IsPermissionDenied(err) || errdefs.IsNotFound(err) || !strings.Contains(err.Error(), cfg) {
+		t.Fatalf("start without a policy file: %v, want only a denial naming %s", err, cfg)
+	}
+	if code := status.Code(errgrpc.ToGRPC(err)); code != codes.PermissionDenied {
+		t.Fatalf("start without a policy file reaches containerd as %v, want PermissionDenied", code)
 	}
 }
 
