@@ -138,6 +138,10 @@ func TestStartWorkloadJoinsRecordedPod(t *testing.T) {
 	if err := json.Unmarshal(data, &bj); err != nil || bj["address"] != rec.Address || bj["version"] != float64(2) {
 		t.Fatalf("bootstrap.json = %s (%v)", data, err)
 	}
+	// The pod's wrapper will not join it again at its Create.
+	if !bundle.Joined(c1, "sb1") {
+		t.Fatal("no join marker in the container's bundle")
+	}
 }
 
 func TestStartWorkloadRefusals(t *testing.T) {

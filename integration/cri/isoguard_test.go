@@ -208,6 +208,40 @@ func (n *isoNode) assertNoSandboxLeft(t *testing.T) {
 	}
 }
 
+// assertJoinPath checks how the pod's workload containers reached its wrapper, and that
+// each was joined once: containerd 2.4 (BootstrapParams on start's stdin, so the wrapper
+// answered task API version 3) reuses the wrapper without running `start` for them (it
+// writes the container bundle's "sandbox" file and a version 3 bootstrap.json; the join
+// ran at Create); containerd 1.7 runs `start` for each (the wrapper's join writes the
+// bundle's address file).
+func (n *isoNode) assertJoinPath(t *testing.T, version, podID string, containers ...string) {
+	t.Helper()
+	for _, id := range containers {
+		dir := filepath.Join(n.State, "io.containerd.runtime.v2.task", harness.CRINamespace, id)
+		_, sandboxErr := os.Stat(filepath.Join(dir, "sandbox"))
+		_, addressErr := os.Stat(filepath.Join(dir, "address"))
+		bj, _ := os.ReadFile(filepath.Join(dir, "bootstrap.json"))
+		marker, _ := os.ReadFile(filepath.Join(dir, "isoguard-joined"))
+		reused := sandboxErr == nil && addressErr != nil && strings.Contains(string(bj), `"version":3`)
+		started := sandboxErr != nil && addressErr == nil
+		if version == "2.4" && !reused || version == "1.7" && !started {
+			t.Errorf("containerd %s, container %s: sandbox file %v, address file %v, bootstrap.json %s", version, id, sandboxErr == nil, addressErr == nil, bj)
+		}
+		if string(marker) != podID {
+			t.Errorf("container %s: join marker %q, want %q", id, marker, podID)
+		}
+		joins := 0
+		for _, r := range n.auditRecords(t) {
+			if r.Call == "join" && r.ID == id {
+				joins++
+			}
+		}
+		if joins != 1 {
+			t.Errorf("container %s: %d join records, want 1", id, joins)
+		}
+	}
+}
+
 // owns reports whether a process belongs to this node's containerd.
 func (n *isoNode) owns(p harness.Process) bool {
 	return strings.Contains(p.Cmdline, n.Address) || strings.Contains(p.Cmdline, n.runscRoot) || strings.Contains(p.Cmdline, n.State)
@@ -371,6 +405,7 @@ func testIsoguardTrustedPod(t *testing.T, version string) {
 	if ws := n.wrappersOfDaemon(); len(ws) != 1 {
 		t.Errorf("wrapper processes: %v, want exactly one for the pod", ws)
 	}
+	n.assertJoinPath(t, version, pod.ID, app.ID, second.ID)
 	w := n.wrapperOf(t, pod)
 	if w["trusted"] != true || w["isolation"] != "runc" || !strings.HasSuffix(fmt.Sprint(w["delegate"]), "containerd-shim-runc-v2") || w["user"] != nil || w["kubernetesPod"] != "dns" {
 		t.Errorf("isoguard ps: %v", w)
@@ -459,11 +494,17 @@ func testIsoguardUntrustedPod(t *testing.T, version string) {
 	if r := n.record(t, "create", second.ID); r.Outcome != audit.OutcomeMutated || r.Trusted {
 		t.Errorf("audit of the second container's create: %+v", r)
 	}
+	n.assertJoinPath(t, version, pod.ID, app.ID, second.ID)
 
-	// Stop and remove finish promptly.
+	// Stop and remove finish promptly; removing a container leaves the pod running
+	// (containerd 2.4 asks the pod's wrapper to Shut down for the container, and gVisor's
+	// shim would exit on any Shutdown that reached it).
 	start = time.Now()
 	second.Stop(t, 10*time.Second)
 	second.Remove(t, false)
+	if got := strings.TrimSpace(mustExec(t, app, true, "id", "-u")); got != strconv.Itoa(sandboxUID) {
+		t.Errorf("exec after removing the second container: %q", got)
+	}
 	pod.Stop(t)
 	pod.Remove(t, false)
 	if took := time.Since(start); took > 20*time.Second {
