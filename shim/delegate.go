@@ -184,7 +184,9 @@ func terminateDelegate(ctx context.Context, rec *bundle.Record, containerdAddres
 	for _, pid := range pids {
 		if proc.Matches(pid, rec.Delegate.Path, rec.ID) {
 			log.G(ctx).WithField(logfields.Pid, pid).Info("terminating delegate shim")
-			_ = proc.Terminate(pid, 2*time.Second)
+			if err := proc.Terminate(pid, 2*time.Second); err != nil {
+				log.G(ctx).WithError(err).WithField(logfields.Pid, pid).Warn("terminate delegate shim")
+			}
 		}
 	}
 }

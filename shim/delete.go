@@ -117,7 +117,9 @@ func cleanupOwner(ctx context.Context, rec *bundle.Record, address string) {
 	}
 	if rec.Pid != 0 && self != "" && proc.Matches(rec.Pid, self, rec.ID) {
 		log.G(ctx).WithField(logfields.Pid, rec.Pid).Info("terminating wrapper daemon")
-		_ = proc.Terminate(rec.Pid, 2*time.Second)
+		if err := proc.Terminate(rec.Pid, 2*time.Second); err != nil {
+			log.G(ctx).WithError(err).WithField(logfields.Pid, rec.Pid).Warn("terminate wrapper daemon")
+		}
 	}
 	if rec.Delegate.Pid == 0 && rec.Delegate.Address != "" && len(proc.Shims(rec.Delegate.Path, rec.Namespace, rec.ID, address)) == 0 {
 		// The wrapper was killed before it recorded the delegate's pid, and no command line
