@@ -499,15 +499,18 @@ func testIsoguardUntrustedPod(t *testing.T, version string) {
 	// Stop and remove finish promptly; removing a container leaves the pod running
 	// (containerd 2.4 asks the pod's wrapper to Shut down for the container, and gVisor's
 	// shim would exit on any Shutdown that reached it).
-	start = time.Now()
 	second.Stop(t, 10*time.Second)
 	second.Remove(t, false)
 	if got := strings.TrimSpace(mustExec(t, app, true, "id", "-u")); got != strconv.Itoa(sandboxUID) {
 		t.Errorf("exec after removing the second container: %q", got)
 	}
+	// A stop that hangs (gVisor behind the runc shim's BinaryName) ends only at
+	// containerd's and crictl's timeouts, minutes; a loaded two-core machine takes up to
+	// ~15 s for a prompt one.
+	start = time.Now()
 	pod.Stop(t)
 	pod.Remove(t, false)
-	if took := time.Since(start); took > 20*time.Second {
+	if took := time.Since(start); took > 30*time.Second {
 		t.Errorf("stop and remove of the untrusted pod took %v", took)
 	} else {
 		t.Logf("untrusted pod stopped and removed in %v", took.Round(time.Millisecond))
