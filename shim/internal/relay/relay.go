@@ -82,7 +82,7 @@ func TaskMethods() map[string]Class {
 		"State":      Forward,
 		"Create":     Intercept, // isolation, user, mounts, devices, annotations (config.json + Options)
 		"Start":      Forward,   // starts what Create (or Exec) admitted
-		"Delete":     Track, // a deleted task leaves the pod (see Shutdown)
+		"Delete":     Track,     // a deleted task leaves the pod (see Shutdown)
 		"Pids":       Forward,
 		"Pause":      Forward,
 		"Resume":     Forward,
@@ -139,6 +139,7 @@ type Proxy struct {
 	hooks        hooks.Hooks
 	inst         *hooks.Instance
 	inflight     atomic.Int64 // calls being handled
+	lastDone     atomic.Int64 // when a call was last handled (unix nanoseconds)
 	tasks        taskSet      // the pod's tasks: created and not yet deleted
 }
 
@@ -158,7 +159,16 @@ func New(client Caller, delegateVersion int, h hooks.Hooks, inst *hooks.Instance
 // track counts a call in flight until the returned func runs.
 func (p *Proxy) track() func() {
 	p.inflight.Add(1)
-	return func() { p.inflight.Add(-1) }
+	return func() {
+		p.lastDone.Store(time.Now().UnixNano())
+		p.inflight.Add(-1)
+	}
+}
+
+// Quiet reports whether no call is being handled and none was handled within d: no answer
+// can still be on its way to containerd.
+func (p *Proxy) Quiet(d time.Duration) bool {
+	return p.inflight.Load() == 0 && time.Since(time.Unix(0, p.lastDone.Load())) >= d
 }
 
 // WaitIdle waits until no call is being handled, at most max.
