@@ -175,7 +175,7 @@ func cleanupStartedDelegate(ctx context.Context, f Flags, bundleDir string, rec 
 // Each is verified by its command line before it is signalled.
 func terminateDelegate(ctx context.Context, rec *bundle.Record, containerdAddress string) {
 	pids := []int{rec.Delegate.Pid}
-	if rec.Delegate.Pid == 0 {
+	if rec.Delegate.Pid == 0 && rec.Delegate.Path != "" {
 		pids = proc.Shims(rec.Delegate.Path, rec.Namespace, rec.ID, containerdAddress)
 	}
 	for _, pid := range pids {
