@@ -113,6 +113,13 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 	if err != nil {
 		return err
 	}
+	// A delegate lost under a call is cleaned up before containerd hears of it.
+	proxy.OnDelegateLost = func() {
+		rec := *d.rec
+		rec.Delegate.Pid = dc.Pid()
+		log.G(ctx).Warn("delegate connection closed under a call; cleaning the delegate up")
+		cleanupStartedDelegate(ctx, d.f, d.bundle, &rec)
+	}
 	defer srv.Close()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, l) }()

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -141,6 +142,15 @@ type Proxy struct {
 	inflight     atomic.Int64 // calls being handled
 	lastDone     atomic.Int64 // when a call was last handled (unix nanoseconds)
 	tasks        taskSet      // the pod's tasks: created and not yet deleted
+
+	// OnDelegateLost, if set before serving, cleans up a delegate whose connection closed
+	// under a relayed call (it died, or dropped the wrapper). It runs once, and every call
+	// that failed so waits for it before containerd hears of the failure: after a failed
+	// Create containerd removes the bundle at once, and the delegate's cleanup (its
+	// `delete`) needs it.
+	OnDelegateLost func()
+	lostOnce       sync.Once
+	shutdownSent   atomic.Bool // Shutdown was relayed: the delegate's end is expected
 }
 
 // New returns a proxy to client, which speaks task API version delegateVersion (2 or 3);
@@ -243,6 +253,9 @@ func (p *Proxy) call(ctx context.Context, service, method string, req proto.Mess
 			if method == "Shutdown" {
 				// The delegate exited while answering Shutdown: that is what Shutdown asks for.
 				return resp, nil
+			}
+			if p.OnDelegateLost != nil && !p.shutdownSent.Load() {
+				p.lostOnce.Do(p.OnDelegateLost)
 			}
 			return nil, edge(fmt.Errorf("%s: delegate shim connection closed: %w", method, errdefs.ErrUnavailable))
 		}
