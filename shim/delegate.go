@@ -185,6 +185,9 @@ func cleanupStartedDelegate(ctx context.Context, f Flags, bundleDir string, rec 
 // binary for this instance of the containerd at containerdAddress (proc.Shims; Linux).
 // Each is verified by its command line before it is signalled.
 func terminateDelegate(ctx context.Context, rec *bundle.Record, containerdAddress string) {
+	if rec.Delegate.Path == "" {
+		return // no delegate was ever chosen (a denied start)
+	}
 	pids := []int{rec.Delegate.Pid}
 	if rec.Delegate.Pid == 0 && rec.Delegate.Path != "" {
 		pids = proc.Shims(rec.Delegate.Path, rec.Namespace, rec.ID, containerdAddress)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/isoguard/isoguard/internal/bundle"
 	"github.com/isoguard/isoguard/internal/proc"
+	"github.com/isoguard/isoguard/shim/internal/bootstrap"
 	"github.com/isoguard/isoguard/shim/internal/relay"
 	"github.com/isoguard/isoguard/shim/internal/transport"
 )
@@ -32,6 +33,7 @@ const daemonReadyTimeout = delegateStartBound + relay.ConnectTimeout + 10*time.S
 // or its error.
 type readiness struct {
 	Address string `json:"address,omitempty"`
+	Version int    `json:"version,omitempty"` // the task API version to answer containerd with
 	Error   string `json:"error,omitempty"`
 	// Delegate is progress: the delegate the daemon starts next.
 	Delegate string `json:"delegate,omitempty"`
@@ -40,20 +42,21 @@ type readiness struct {
 func (rd readiness) final() bool { return rd.Address != "" || rd.Error != "" }
 
 // spawnDaemon starts the wrapper daemon fully detached (own session, no handle on start's
-// stdout/stderr, which containerd waits on) and waits for its readiness report.
-func spawnDaemon(f Flags, bundleDir string, stdin []byte, socket string) (string, error) {
+// stdout/stderr, which containerd waits on) and waits for its readiness report: the
+// answer to give containerd.
+func spawnDaemon(f Flags, bundleDir string, stdin []byte, socket string) (bootstrap.Answer, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return "", err
+		return bootstrap.Answer{}, err
 	}
 	logf, err := os.OpenFile(filepath.Join(bundleDir, bundle.DaemonLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return "", err
+		return bootstrap.Answer{}, err
 	}
 	defer logf.Close()
 	r, w, err := os.Pipe()
 	if err != nil {
-		return "", err
+		return bootstrap.Answer{}, err
 	}
 	defer r.Close()
 	cmd := exec.Command(self, f.serveArgs(socket)...)
@@ -65,7 +68,7 @@ func spawnDaemon(f Flags, bundleDir string, stdin []byte, socket string) (string
 	cmd.SysProcAttr = proc.Detached()
 	if err := cmd.Start(); err != nil {
 		w.Close()
-		return "", fmt.Errorf("start wrapper daemon: %w", err)
+		return bootstrap.Answer{}, fmt.Errorf("start wrapper daemon: %w", err)
 	}
 	w.Close()
 	rd, delegate, err := awaitReadiness(r)
@@ -75,17 +78,17 @@ func spawnDaemon(f Flags, bundleDir string, stdin []byte, socket string) (string
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		cleanupAbandonedDaemon(context.Background(), f, bundleDir, socket, delegate)
-		return "", fmt.Errorf("%w (the daemon's log: %s)", err, filepath.Join(bundleDir, bundle.DaemonLog))
+		return bootstrap.Answer{}, fmt.Errorf("%w (the daemon's log: %s)", err, filepath.Join(bundleDir, bundle.DaemonLog))
 	}
 	if rd.Error != "" {
 		// The daemon's own error, which it reported and then exited with.
-		return "", errors.New(rd.Error)
+		return bootstrap.Answer{}, errors.New(rd.Error)
 	}
 	if rd.Address != socket {
 		_ = cmd.Process.Kill()
-		return "", fmt.Errorf("wrapper daemon reported address %q, expected %q: %w", rd.Address, socket, errdefs.ErrInternal)
+		return bootstrap.Answer{}, fmt.Errorf("wrapper daemon reported address %q, expected %q: %w", rd.Address, socket, errdefs.ErrInternal)
 	}
-	return socket, nil
+	return bootstrap.Answer{Address: socket, Version: rd.Version}, nil
 }
 
 // awaitReadiness reads the daemon's reports until its final one, within
