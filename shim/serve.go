@@ -46,6 +46,7 @@ type daemon struct {
 
 	delegateGone chan struct{} // closed when the delegate's connection closes
 	goneOnce     sync.Once
+	endedBy      string  // what ended the daemon (awaitEnd)
 	clients      clients // containerd's connections to the wrapper
 	// denial is the start hook's denial: no delegate is started, and containerd's Create
 	// gets the denial (serveRefusal).
@@ -131,7 +132,7 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 		logfields.DelegateStart: delegateStarted.Sub(decided).String(),
 	}).Info("wrapper serving")
 	err = d.awaitEnd(ctx, served, sigs)
-	shutdown(srv, proxy, &d.clients)
+	shutdown(ctx, srv, proxy, &d.clients, d.endedBy)
 	return err
 }
 
@@ -296,13 +297,16 @@ func (d *daemon) newTTRPCServer() (*ttrpc.Server, error) {
 func (d *daemon) awaitEnd(ctx context.Context, served <-chan error, sigs <-chan os.Signal) error {
 	select {
 	case <-d.delegateGone:
+		d.endedBy = "the delegate's connection closed"
 		log.G(ctx).Info("delegate connection closed; wrapper exits")
 	case err := <-served:
+		d.endedBy = "its server ended"
 		if err != nil && !errors.Is(err, ttrpc.ErrServerClosed) {
 			log.G(ctx).WithError(err).Error("ttrpc server failed")
 			return fmt.Errorf("serve on %s: %w", d.f.Socket, err)
 		}
 	case s := <-sigs:
+		d.endedBy = "stopped by " + s.String()
 		log.G(ctx).WithField(logfields.Signal, s.String()).Info("wrapper stopped by signal")
 	}
 	return nil
@@ -310,14 +314,19 @@ func (d *daemon) awaitEnd(ctx context.Context, served <-chan error, sigs <-chan 
 
 // shutdown lets answers in flight (notably the Shutdown that made the delegate exit, or
 // the error of a call the delegate's death failed) reach containerd before the connection
-// closes: it waits for the handlers, then, if a call was answered just now, for containerd
-// to hang up, and closes the server. (ttrpc's Shutdown cannot tell: a connection whose
+// closes: it waits for the handlers (calls the delegate has not answered within
+// shutdownTimeout are ended with an error naming why the daemon ends, endedBy), then, if a
+// call was answered just now, for containerd to hang up, and closes the server. (ttrpc's Shutdown cannot tell: a connection whose
 // handler runs or whose answer is being written may still look idle to it, and it closes
 // it. containerd closes its connection once it has the answer to Shutdown, and after a
 // failed call, once it has cleaned up; it reads an answer cut off as "ttrpc: closed",
 // which it takes as success for Shutdown only, core/runtime/v2/shim.go.)
-func shutdown(srv *ttrpc.Server, proxy *relay.Proxy, conns *clients) {
-	proxy.WaitIdle(shutdownTimeout)
+func shutdown(ctx context.Context, srv *ttrpc.Server, proxy *relay.Proxy, conns *clients, endedBy string) {
+	if !proxy.WaitIdle(shutdownTimeout) {
+		log.G(ctx).Warnf("calls the delegate did not answer within %s are ended", shutdownTimeout)
+		proxy.Abort(fmt.Errorf("wrapper ending (%s): the delegate did not answer within %s: %w", endedBy, shutdownTimeout, errdefs.ErrAborted))
+		proxy.WaitIdle(time.Second)
+	}
 	if !proxy.Quiet(quietTime) {
 		conns.awaitHangUp(answerTimeout)
 	}

@@ -563,3 +563,44 @@ func TestProxyDelegateLostUnderACall(t *testing.T) {
 		t.Fatalf("%d cleanups, want 1", n)
 	}
 }
+
+// hangingDelegate never answers a call; it returns when the call's context ends.
+type hangingDelegate struct{ calls chan string }
+
+func (h hangingDelegate) Call(ctx context.Context, _, method string, _, _ any) error {
+	h.calls <- method
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestProxyAbort: a call the delegate does not answer is ended by Abort with its cause,
+// which containerd reads (class Aborted) instead of a connection closed under it; the
+// proxy is idle afterwards.
+func TestProxyAbort(t *testing.T) {
+	h := hangingDelegate{calls: make(chan string, 1)}
+	p, err := New(h, 3, hooks.PassThrough{}, &hooks.Instance{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.intercepted("Create")(context.Background(), func(any) error { return nil })
+		done <- err
+	}()
+	<-h.calls
+	if p.WaitIdle(50 * time.Millisecond) {
+		t.Fatal("idle while Create is in flight")
+	}
+	p.Abort(fmt.Errorf("wrapper ending (stopped by terminated): %w", errdefs.ErrAborted))
+	select {
+	case err = <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Create still in flight after Abort")
+	}
+	if err = errgrpc.ToNative(err); !errdefs.IsAborted(err) || !strings.Contains(err.Error(), "Create: wrapper ending (stopped by terminated)") {
+		t.Fatalf("Create after Abort: %v", err)
+	}
+	if !p.WaitIdle(time.Second) {
+		t.Fatal("not idle after Abort")
+	}
+}
