@@ -62,7 +62,8 @@ func blockedOnFIFO(pid int) bool {
 // TestFaultWrapperSignals: the wrapper's daemon receives SIGTERM or SIGKILL before its
 // delegate starts (blocked reading the policy, see gatePolicy), while the delegate starts
 // (a delegate whose start answers 3 s after it spawned its daemon) and after (the task
-// runs). containerd ends consistent and nothing is left; a failed start names the cause.
+// runs), and SIGTERM while a Create the delegate never answers is in flight. containerd
+// ends consistent and nothing is left; a failed start or Create names the cause.
 func TestFaultWrapperSignals(t *testing.T) {
 	w := startFaultDaemon(t)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
@@ -120,6 +121,29 @@ func TestFaultWrapperSignals(t *testing.T) {
 			w.assertClean(t, c)
 		})
 	}
+
+	// SIGTERM while a Create the delegate never answers is in flight: the daemon waits
+	// for the call at most its shutdown timeout (10 s), then closes; containerd's Create
+	// fails and containerd cleans up through the wrapper's delete.
+	t.Run("term-while-create-hangs", func(t *testing.T) {
+		c := w.newCase("s-create-hang")
+		res := w.ctrAsync(t, time.Minute, w.runArgs(c, "Create", "hang")...)
+		w.awaitFault(t, c.id, "Create hang")
+		pid := w.wrapperDaemonPid(c.id)
+		if pid == 0 {
+			t.Fatal("no wrapper daemon while Create hangs")
+		}
+		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		signalled := time.Now()
+		r := awaitCtr(t, res, time.Minute)
+		expectFailure(t, r, "Create: wrapper ending (stopped by terminated): the delegate did not answer within 10s")
+		if took := time.Since(signalled); took < 9*time.Second || took > 30*time.Second {
+			t.Errorf("Create failed %v after the SIGTERM; want after the 10 s shutdown timeout", took)
+		}
+		w.assertClean(t, c)
+	})
 }
 
 // TestFaultContainerdRestartDuringCreate: containerd restarts while the delegate's Create
