@@ -3,6 +3,7 @@ package shim
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -27,11 +28,15 @@ import (
 // pipes are read after it exited or was killed: a grandchild that inherited them (a
 // delegate's daemon, say) must not keep the wrapper waiting past the timeout.
 const (
-	delegateStartTimeout  = 2 * time.Minute
+	delegateStartBound    = 2 * time.Minute
 	delegateDeleteTimeout = 2 * time.Minute
 	delegateInfoTimeout   = 10 * time.Second
 	waitDelay             = 2 * time.Second
 )
+
+// delegateStartTimeout bounds the delegate's `start`: delegateStartBound, or less in a
+// build for tests only (testknobs.go).
+var delegateStartTimeout = delegateStartBound
 
 // findDelegate resolves the delegate shim binary: the configured path if any, else the OS
 // default (defaultDelegate in delegate_<os>.go). The wrapper never delegates to itself.
@@ -83,25 +88,33 @@ func lookPath(name string) (string, error) {
 	return filepath.Abs(p)
 }
 
-// delegateCommand is one of the delegate's short-lived commands, bounded by timeout.
-func delegateCommand(ctx context.Context, timeout time.Duration, path string, args ...string) (*exec.Cmd, context.CancelFunc) {
+// delegateCommand is one of the delegate's short-lived commands, bounded by timeout. The
+// returned func ends the bound and names it in err, the command's error, if the command
+// was killed at it (its exit status alone would read "signal: killed").
+func delegateCommand(ctx context.Context, timeout time.Duration, path string, args ...string) (*exec.Cmd, func(err error) error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.WaitDelay = waitDelay
-	return cmd, cancel
+	return cmd, func(err error) error {
+		timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
+		cancel()
+		if err != nil && timedOut {
+			return fmt.Errorf("did not answer within %s: %w: %w", timeout, err, context.DeadlineExceeded)
+		}
+		return err
+	}
 }
 
 // runDelegateStart runs the delegate's `start` with containerd's argv, in the bundle.
 func runDelegateStart(ctx context.Context, path string, f Flags, bundleDir string, stdin []byte) (bootstrap.Answer, error) {
-	cmd, cancel := delegateCommand(ctx, delegateStartTimeout, path, f.delegateArgs(ActionStart)...)
-	defer cancel()
+	cmd, done := delegateCommand(ctx, delegateStartTimeout, path, f.delegateArgs(ActionStart)...)
 	cmd.Dir = bundleDir
 	cmd.Stdin = bytes.NewReader(stdin)
 	// A wrapper daemon killed while it waits must not leave this start running (it would
 	// go on to spawn a delegate daemon nobody cleans up): see cleanupAbandonedDaemon.
 	cmd.SysProcAttr = proc.DiesWithParent()
 	out, err := cmd.CombinedOutput()
-	if err != nil {
+	if err = done(err); err != nil {
 		return bootstrap.Answer{}, fmt.Errorf("delegate %s start failed: %w: %w: %s", path, err, errdefs.ErrUnavailable, bootstrap.Truncate(string(bytes.TrimSpace(out)), 4096))
 	}
 	a, err := bootstrap.ParseAnswer(out)
@@ -118,12 +131,11 @@ func runDelegateStart(ctx context.Context, path string, f Flags, bundleDir strin
 // directory (containerd chose it). The delegate's stderr is relayed to stderr (containerd
 // logs it as warnings).
 func runDelegateDelete(ctx context.Context, path string, f Flags, stderr io.Writer) ([]byte, error) {
-	cmd, cancel := delegateCommand(ctx, delegateDeleteTimeout, path, f.delegateArgs(ActionDelete)...)
-	defer cancel()
+	cmd, done := delegateCommand(ctx, delegateDeleteTimeout, path, f.delegateArgs(ActionDelete)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &errb
-	err := cmd.Run()
+	err := done(cmd.Run())
 	if errb.Len() > 0 {
 		_, _ = stderr.Write(errb.Bytes())
 	}
@@ -136,11 +148,10 @@ func runDelegateDelete(ctx context.Context, path string, f Flags, stderr io.Writ
 // runDelegateInfo runs `<delegate> -info` (shims built on containerd's pkg/shim support it;
 // runhcs does not, which is fine: the wrapper then answers for itself).
 func runDelegateInfo(ctx context.Context, path string, options []byte) (*apitypes.RuntimeInfo, error) {
-	cmd, cancel := delegateCommand(ctx, delegateInfoTimeout, path, "-info")
-	defer cancel()
+	cmd, done := delegateCommand(ctx, delegateInfoTimeout, path, "-info")
 	cmd.Stdin = bytes.NewReader(options)
 	out, err := cmd.Output()
-	if err != nil {
+	if err = done(err); err != nil {
 		return nil, fmt.Errorf("%s -info: %w", path, err)
 	}
 	var ri apitypes.RuntimeInfo
@@ -178,7 +189,7 @@ func terminateDelegate(ctx context.Context, rec *bundle.Record, containerdAddres
 		return // no delegate was ever chosen (a denied start)
 	}
 	pids := []int{rec.Delegate.Pid}
-	if rec.Delegate.Pid == 0 {
+	if rec.Delegate.Pid == 0 && rec.Delegate.Path != "" {
 		pids = proc.Shims(rec.Delegate.Path, rec.Namespace, rec.ID, containerdAddress)
 	}
 	for _, pid := range pids {

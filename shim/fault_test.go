@@ -106,6 +106,27 @@ exit 0
 	}
 }
 
+// TestDelegateStartTimeoutNamed: a delegate whose `start` does not answer within
+// delegateStartTimeout is killed, and the error says it did not answer in time (its exit
+// status alone would read "signal: killed", which names no cause).
+func TestDelegateStartTimeoutNamed(t *testing.T) {
+	defer func(d time.Duration) { delegateStartTimeout = d }(delegateStartTimeout)
+	delegateStartTimeout = 300 * time.Millisecond
+	path := fakeDelegate(t, "exec sleep 30\n")
+	dir := t.TempDir()
+	f := testFlags()
+	f.Bundle = dir
+	begin := time.Now()
+	_, err := runDelegateStart(context.Background(), path, f, dir, nil)
+	if took := time.Since(begin); took > delegateStartTimeout+waitDelay+2*time.Second {
+		t.Fatalf("start returned after %v", took)
+	}
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) || !errdefs.IsUnavailable(err) ||
+		!strings.Contains(err.Error(), "start failed: did not answer within 300ms") {
+		t.Fatalf("a start slower than its bound: %v", err)
+	}
+}
+
 func readFileString(p string) string {
 	b, _ := os.ReadFile(p)
 	return string(b)

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,8 +27,14 @@ import (
 	"github.com/isoguard/isoguard/shim/internal/transport"
 )
 
-// shutdownTimeout bounds how long the daemon waits for calls in flight when it ends.
-const shutdownTimeout = 10 * time.Second
+// shutdownTimeout bounds how long the daemon waits for calls in flight when it ends;
+// answerTimeout how long it then waits for containerd to hang up, which it does if a call
+// ended within quietTime.
+const (
+	shutdownTimeout = 10 * time.Second
+	answerTimeout   = time.Second
+	quietTime       = 100 * time.Millisecond
+)
 
 // daemon is one wrapper instance: a pod sandbox's or a standalone container's.
 type daemon struct {
@@ -39,6 +46,8 @@ type daemon struct {
 
 	delegateGone chan struct{} // closed when the delegate's connection closes
 	goneOnce     sync.Once
+	endedBy      string  // what ended the daemon (awaitEnd)
+	clients      clients // containerd's connections to the wrapper
 	// denial is the start hook's denial: no delegate is started, and containerd's Create
 	// gets the denial (serveRefusal).
 	denial error
@@ -105,6 +114,13 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 	if err != nil {
 		return err
 	}
+	// A delegate lost under a call is cleaned up before containerd hears of it.
+	proxy.OnDelegateLost = func() {
+		rec := *d.rec
+		rec.Delegate.Pid = dc.Pid()
+		log.G(ctx).Warn("delegate connection closed under a call; cleaning the delegate up")
+		cleanupStartedDelegate(ctx, d.f, d.bundle, &rec)
+	}
 	defer srv.Close()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, l) }()
@@ -116,7 +132,7 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 		logfields.DelegateStart: delegateStarted.Sub(decided).String(),
 	}).Info("wrapper serving")
 	err = d.awaitEnd(ctx, served, sigs)
-	shutdown(ctx, srv, proxy)
+	shutdown(ctx, srv, proxy, &d.clients, d.endedBy)
 	return err
 }
 
@@ -187,7 +203,7 @@ func (d *daemon) serveRefusal(ctx context.Context, l net.Listener, rep *reporter
 	if err := bundle.WriteRestoreFiles(d.bundle, d.rec.Address, d.rec.Pid, d.rec.TaskAPI); err != nil {
 		return err
 	}
-	srv, err := ttrpc.NewServer(transport.ServerOptions()...)
+	srv, err := d.newTTRPCServer()
 	if err != nil {
 		return err
 	}
@@ -198,10 +214,12 @@ func (d *daemon) serveRefusal(ctx context.Context, l net.Listener, rep *reporter
 	rep.report(readiness{Address: d.f.Socket, Version: d.rec.TaskAPI})
 	log.G(ctx).WithError(d.denial).Info("start denied; the denial answers containerd's Create")
 	err = d.awaitEnd(ctx, served, sigs)
-	// Let Shutdown's answer reach containerd before the connection closes.
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Millisecond)
-	defer cancel()
-	_ = srv.Shutdown(sctx)
+	select {
+	case <-d.delegateGone:
+		// Ended by containerd's Shutdown: containerd hangs up once it has the answer.
+		d.clients.awaitHangUp(answerTimeout)
+	default:
+	}
 	return err
 }
 
@@ -259,7 +277,7 @@ func (d *daemon) newServer(dc *relay.Delegate, version int) (*ttrpc.Server, *rel
 	if err != nil {
 		return nil, nil, err
 	}
-	srv, err := ttrpc.NewServer(transport.ServerOptions()...)
+	srv, err := d.newTTRPCServer()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -267,34 +285,50 @@ func (d *daemon) newServer(dc *relay.Delegate, version int) (*ttrpc.Server, *rel
 	return srv, proxy, nil
 }
 
+// newTTRPCServer is the server containerd talks to: transport's check of every
+// connection, and the count of containerd's open connections.
+func (d *daemon) newTTRPCServer() (*ttrpc.Server, error) {
+	d.clients.inner = transport.Handshaker()
+	return ttrpc.NewServer(ttrpc.WithServerHandshaker(&d.clients))
+}
+
 // awaitEnd waits for what ends the daemon: the delegate's connection closing (its normal
 // end, after Shutdown), the server failing, or a signal.
 func (d *daemon) awaitEnd(ctx context.Context, served <-chan error, sigs <-chan os.Signal) error {
 	select {
 	case <-d.delegateGone:
+		d.endedBy = "the delegate's connection closed"
 		log.G(ctx).Info("delegate connection closed; wrapper exits")
 	case err := <-served:
+		d.endedBy = "its server ended"
 		if err != nil && !errors.Is(err, ttrpc.ErrServerClosed) {
 			log.G(ctx).WithError(err).Error("ttrpc server failed")
 			return fmt.Errorf("serve on %s: %w", d.f.Socket, err)
 		}
 	case s := <-sigs:
+		d.endedBy = "stopped by " + s.String()
 		log.G(ctx).WithField(logfields.Signal, s.String()).Info("wrapper stopped by signal")
 	}
 	return nil
 }
 
-// shutdown lets answers in flight (notably the Shutdown that made the delegate exit) reach
-// containerd before the connection closes: it waits for the handlers, then closes the
-// (now idle) connections. ttrpc's Shutdown re-checks idleness only every 200 ms, so it
-// gets a short deadline and Close finishes the job; containerd takes a connection closed
-// while it awaits Shutdown's answer as success (core/runtime/v2/shim.go).
-func shutdown(ctx context.Context, srv *ttrpc.Server, proxy *relay.Proxy) {
-	proxy.WaitIdle(shutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Millisecond)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		log.G(ctx).WithError(err).Warn("ttrpc server shutdown")
+// shutdown lets answers in flight (notably the Shutdown that made the delegate exit, or
+// the error of a call the delegate's death failed) reach containerd before the connection
+// closes: it waits for the handlers (calls the delegate has not answered within
+// shutdownTimeout are ended with an error naming why the daemon ends, endedBy), then, if a
+// call was answered just now, for containerd to hang up, and closes the server. (ttrpc's Shutdown cannot tell: a connection whose
+// handler runs or whose answer is being written may still look idle to it, and it closes
+// it. containerd closes its connection once it has the answer to Shutdown, and after a
+// failed call, once it has cleaned up; it reads an answer cut off as "ttrpc: closed",
+// which it takes as success for Shutdown only, core/runtime/v2/shim.go.)
+func shutdown(ctx context.Context, srv *ttrpc.Server, proxy *relay.Proxy, conns *clients, endedBy string) {
+	if !proxy.WaitIdle(shutdownTimeout) {
+		log.G(ctx).Warnf("calls the delegate did not answer within %s are ended", shutdownTimeout)
+		proxy.Abort(fmt.Errorf("wrapper ending (%s): the delegate did not answer within %s: %w", endedBy, shutdownTimeout, errdefs.ErrAborted))
+		proxy.WaitIdle(time.Second)
+	}
+	if !proxy.Quiet(quietTime) {
+		conns.awaitHangUp(answerTimeout)
 	}
 	_ = srv.Close()
 }
@@ -312,4 +346,42 @@ func signalled(sigs <-chan os.Signal) (os.Signal, bool) {
 	default:
 		return nil, false
 	}
+}
+
+// clients counts containerd's open connections to the wrapper: a ttrpc handshake (after
+// inner's, if any) that wraps each connection to see it closed.
+type clients struct {
+	inner ttrpc.Handshaker
+	open  atomic.Int64
+}
+
+func (c *clients) Handshake(ctx context.Context, conn net.Conn) (net.Conn, any, error) {
+	var info any
+	if c.inner != nil {
+		var err error
+		if conn, info, err = c.inner.Handshake(ctx, conn); err != nil {
+			return nil, nil, err
+		}
+	}
+	c.open.Add(1)
+	return &clientConn{Conn: conn, c: c}, info, nil
+}
+
+// awaitHangUp waits until containerd has closed all its connections, at most max.
+func (c *clients) awaitHangUp(max time.Duration) {
+	deadline := time.Now().Add(max)
+	for c.open.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+type clientConn struct {
+	net.Conn
+	c    *clients
+	once sync.Once
+}
+
+func (cc *clientConn) Close() error {
+	cc.once.Do(func() { cc.c.open.Add(-1) })
+	return cc.Conn.Close()
 }

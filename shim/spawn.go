@@ -25,8 +25,8 @@ import (
 )
 
 // daemonReadyTimeout bounds how long `start` waits for its daemon; the delegate's own start
-// is bounded by delegateStartTimeout inside it.
-const daemonReadyTimeout = delegateStartTimeout + relay.ConnectTimeout + 10*time.Second
+// is bounded by delegateStartTimeout (at most delegateStartBound) inside it.
+const daemonReadyTimeout = delegateStartBound + relay.ConnectTimeout + 10*time.Second
 
 // readiness is what the daemon tells `start` on its stdout pipe, as JSON objects, one a
 // line: progress (the delegate it is about to start), then one with the address it serves

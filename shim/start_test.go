@@ -259,7 +259,8 @@ func TestServeStartDenied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	task := taskv2.NewTTRPCTaskClient(ttrpc.NewClient(conn))
+	client := ttrpc.NewClient(conn)
+	task := taskv2.NewTTRPCTaskClient(client)
 	ctx := context.Background()
 	_, err = task.Create(ctx, &taskv2.CreateTaskRequest{ID: f.ID, Bundle: dir})
 	if err = errgrpc.ToNative(err); !errdefs.IsPermissionDenied(err) || !strings.HasPrefix(err.Error(), "isoguard: denied by rule untrusted.hostpath") {
@@ -276,6 +277,8 @@ func TestServeStartDenied(t *testing.T) {
 	if _, err := task.Shutdown(ctx, &taskv2.ShutdownRequest{ID: f.ID}); err != nil && !errors.Is(err, ttrpc.ErrClosed) {
 		t.Fatalf("Shutdown: %v", err)
 	}
+	client.Close() // as containerd does once it has Shutdown's answer
+
 	select {
 	case err := <-served:
 		if err != nil {

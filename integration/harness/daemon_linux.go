@@ -238,6 +238,13 @@ func (d *Daemon) stop() error {
 func (d *Daemon) Restart(t testing.TB) {
 	t.Helper()
 	d.Stop(t)
+	d.Start(t)
+}
+
+// Start starts a stopped containerd again with the same config (Stop, then Start: a
+// restart with something done while containerd is down).
+func (d *Daemon) Start(t testing.TB) {
+	t.Helper()
 	if err := d.start(); err != nil {
 		t.Fatalf("restart containerd %s: %v\nlog:\n%s", d.Version, err, tail(d.Logs(), 100))
 	}

@@ -32,6 +32,9 @@ func (d *Daemon) Stop(t testing.TB) {}
 // Restart is a no-op on this platform.
 func (d *Daemon) Restart(t testing.TB) {}
 
+// Start is a no-op on this platform.
+func (d *Daemon) Start(t testing.TB) {}
+
 // Running reports false on this platform.
 func (d *Daemon) Running() bool { return false }
 

@@ -33,6 +33,9 @@ func DiesWithParent() *syscall.SysProcAttr {
 // -id and -address match whole). It finds a delegate whose pid nobody was told: the
 // daemon its `start` spawned before it failed, or one that never answered Connect.
 func Shims(binary, namespace, id, address string) []int {
+	if binary == "" || id == "" {
+		return nil
+	}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
@@ -44,10 +47,10 @@ func Shims(binary, namespace, id, address string) []int {
 			continue
 		}
 		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil || len(cmdline) == 0 || !Alive(pid) {
+		if err != nil || len(cmdline) == 0 {
 			continue
 		}
-		if shimArgvMatches(strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00"), binary, namespace, id, address) {
+		if shimArgvMatches(strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00"), binary, namespace, id, address) && Alive(pid) {
 			pids = append(pids, pid)
 		}
 	}

@@ -29,7 +29,9 @@
 //
 // METHOD is a task API method (Connect, Create, Exec, Start, Kill, Shutdown, ...). Every
 // fault reached is appended as one line "POINT ACTION pid=PID" to faulty.log in the bundle
-// before it acts, so a test can wait for it. `delete` and `-info` never fail.
+// before it acts, so a test can wait for it, and a method with a fault that lets it run
+// adds "METHOD returned" once the runc shim's method returned. `delete` and `-info` never
+// fail.
 package main
 
 import (
@@ -287,6 +289,8 @@ func (s *faultyService) UnaryServerInterceptor() ttrpc.UnaryServerInterceptor {
 				time.Sleep(d)
 			}
 		}
-		return method(ctx, unmarshal)
+		resp, err := method(ctx, unmarshal)
+		note(name, "returned")
+		return resp, err
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -139,13 +140,28 @@ type Proxy struct {
 	hooks        hooks.Hooks
 	inst         *hooks.Instance
 	inflight     atomic.Int64 // calls being handled
+	lastDone     atomic.Int64 // when a call was last handled (unix nanoseconds)
 	tasks        taskSet      // the pod's tasks: created and not yet deleted
+
+	// OnDelegateLost, if set before serving, cleans up a delegate whose connection closed
+	// under a relayed call (it died, or dropped the wrapper). It runs once, and every call
+	// that failed so waits for it before containerd hears of the failure: after a failed
+	// Create containerd removes the bundle at once, and the delegate's cleanup (its
+	// `delete`) needs it.
+	OnDelegateLost func()
+	lostOnce       sync.Once
+	shutdownSent   atomic.Bool // Shutdown was relayed: the delegate's end is expected
+
+	// aborted is cancelled, with the cause, by Abort.
+	aborted context.Context
+	abort   context.CancelCauseFunc
 }
 
 // New returns a proxy to client, which speaks task API version delegateVersion (2 or 3);
 // inst is the wrapper instance the hooks are told about.
 func New(client Caller, delegateVersion int, h hooks.Hooks, inst *hooks.Instance) (*Proxy, error) {
 	p := &Proxy{client: client, hooks: h, inst: inst, delegateTask: TaskService(delegateVersion)}
+	p.aborted, p.abort = context.WithCancelCause(context.Background())
 	if p.delegateTask == "" {
 		return nil, fmt.Errorf("delegate answered task API version %d; isoguard speaks 2 and 3: %w", delegateVersion, errdefs.ErrNotImplemented)
 	}
@@ -158,16 +174,31 @@ func New(client Caller, delegateVersion int, h hooks.Hooks, inst *hooks.Instance
 // track counts a call in flight until the returned func runs.
 func (p *Proxy) track() func() {
 	p.inflight.Add(1)
-	return func() { p.inflight.Add(-1) }
+	return func() {
+		p.lastDone.Store(time.Now().UnixNano())
+		p.inflight.Add(-1)
+	}
 }
 
-// WaitIdle waits until no call is being handled, at most max.
-func (p *Proxy) WaitIdle(max time.Duration) {
+// Quiet reports whether no call is being handled and none was handled within d: no answer
+// can still be on its way to containerd.
+func (p *Proxy) Quiet(d time.Duration) bool {
+	return p.inflight.Load() == 0 && time.Since(time.Unix(0, p.lastDone.Load())) >= d
+}
+
+// WaitIdle waits until no call is being handled, at most max, and reports whether none is.
+func (p *Proxy) WaitIdle(max time.Duration) bool {
 	deadline := time.Now().Add(max)
 	for p.inflight.Load() > 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
+	return p.inflight.Load() == 0
 }
+
+// Abort ends the relayed calls in flight, and any made later, with cause: the daemon is
+// ending and the delegate did not answer them in time. containerd then reads the cause
+// instead of a connection closed under its call.
+func (p *Proxy) Abort(cause error) { p.abort(cause) }
 
 // Register registers the task service and the other classified services on s.
 func (p *Proxy) Register(s *ttrpc.Server) {
@@ -227,12 +258,22 @@ func (p *Proxy) forward(service, method string) ttrpc.Method {
 }
 
 func (p *Proxy) call(ctx context.Context, service, method string, req proto.Message) (any, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(p.aborted, func() { cancel(context.Cause(p.aborted)) })
+	defer stop()
 	resp := &emptypb.Empty{}
 	if err := p.client.Call(ctx, service, method, req, resp); err != nil {
+		if p.aborted.Err() != nil && ctx.Err() != nil {
+			return nil, edge(fmt.Errorf("%s: %w", method, context.Cause(p.aborted)))
+		}
 		if errors.Is(err, ttrpc.ErrClosed) {
 			if method == "Shutdown" {
 				// The delegate exited while answering Shutdown: that is what Shutdown asks for.
 				return resp, nil
+			}
+			if p.OnDelegateLost != nil && !p.shutdownSent.Load() {
+				p.lostOnce.Do(p.OnDelegateLost)
 			}
 			return nil, edge(fmt.Errorf("%s: delegate shim connection closed: %w", method, errdefs.ErrUnavailable))
 		}

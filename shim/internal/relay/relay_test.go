@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -69,6 +70,9 @@ func TestTaskMethodsClassified(t *testing.T) {
 		t.Error("shimdiag DiagExecInHost must be refused (threats T12)")
 	}
 }
+
+// errDropConnection, as a fakeDelegate failure, drops the connection under the call.
+var errDropConnection = errors.New("drop the connection")
 
 // fakeDelegate is a test double of the shim task API (not of runhcs or runc): it serves
 // every task method, records what it received byte for byte and answers with a marker.
@@ -138,6 +142,15 @@ func startFakeDelegate(t testing.TB, service string) *fakeDelegate {
 				d.mu.Unlock()
 				srv.Close()
 				return nil, errors.New("exited")
+			}
+			if ferr == errDropConnection {
+				// A delegate that dies under the call.
+				d.mu.Lock()
+				for _, c := range d.conns {
+					c.Close()
+				}
+				d.mu.Unlock()
+				return nil, ferr
 			}
 			if ferr != nil {
 				return nil, errgrpc.ToGRPC(ferr)
@@ -511,5 +524,83 @@ func TestEdgeCarriesNoDetails(t *testing.T) {
 	native := errgrpc.ToNative(err).Error()
 	if !strings.HasPrefix(native, "isoguard: create c1 denied: denied by rule r") || strings.Count(native, "permission denied") > 1 || strings.Count(native, "isoguard") != 1 || !errdefs.IsPermissionDenied(errgrpc.ToNative(err)) {
 		t.Fatalf("containerd reads %q", native)
+	}
+}
+
+// TestProxyDelegateLostUnderACall: the delegate's connection closes under a relayed Create
+// (it died): the proxy's OnDelegateLost cleans it up, once, before containerd gets the
+// error (containerd removes a failed Create's bundle at once, and the delegate's delete
+// needs it); a later call waits for the same cleanup and does not repeat it.
+func TestProxyDelegateLostUnderACall(t *testing.T) {
+	d := startFakeDelegate(t, TaskServiceV3)
+	d.fail["Create"] = errDropConnection
+	client, _, err := Connect(context.Background(), d.addr, 3, func() {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	p, err := New(client, 3, hooks.PassThrough{}, &hooks.Instance{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cleanups atomic.Int32
+	p.OnDelegateLost = func() {
+		time.Sleep(200 * time.Millisecond)
+		cleanups.Add(1)
+	}
+	m := p.intercepted("Create")
+	_, err = m(context.Background(), func(v any) error { return nil })
+	if err = errgrpc.ToNative(err); !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), "Create: delegate shim connection closed") {
+		t.Fatalf("Create under a dying delegate: %v", err)
+	}
+	if n := cleanups.Load(); n != 1 {
+		t.Fatalf("the error reached containerd after %d cleanups, want 1 before it", n)
+	}
+	if _, err := p.call(context.Background(), TaskServiceV3, "State", marker("x")); err == nil {
+		t.Fatal("State after the delegate was lost succeeded")
+	}
+	if n := cleanups.Load(); n != 1 {
+		t.Fatalf("%d cleanups, want 1", n)
+	}
+}
+
+// hangingDelegate never answers a call; it returns when the call's context ends.
+type hangingDelegate struct{ calls chan string }
+
+func (h hangingDelegate) Call(ctx context.Context, _, method string, _, _ any) error {
+	h.calls <- method
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestProxyAbort: a call the delegate does not answer is ended by Abort with its cause,
+// which containerd reads (class Aborted) instead of a connection closed under it; the
+// proxy is idle afterwards.
+func TestProxyAbort(t *testing.T) {
+	h := hangingDelegate{calls: make(chan string, 1)}
+	p, err := New(h, 3, hooks.PassThrough{}, &hooks.Instance{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.intercepted("Create")(context.Background(), func(any) error { return nil })
+		done <- err
+	}()
+	<-h.calls
+	if p.WaitIdle(50 * time.Millisecond) {
+		t.Fatal("idle while Create is in flight")
+	}
+	p.Abort(fmt.Errorf("wrapper ending (stopped by terminated): %w", errdefs.ErrAborted))
+	select {
+	case err = <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Create still in flight after Abort")
+	}
+	if err = errgrpc.ToNative(err); !errdefs.IsAborted(err) || !strings.Contains(err.Error(), "Create: wrapper ending (stopped by terminated)") {
+		t.Fatalf("Create after Abort: %v", err)
+	}
+	if !p.WaitIdle(time.Second) {
+		t.Fatal("not idle after Abort")
 	}
 }

@@ -64,6 +64,7 @@ func (p *Proxy) tracked(method string) ttrpc.Method {
 				log.G(ctx).WithField(logfields.Method, method).Debugf("%d tasks of the pod remain; the delegate keeps running", n)
 				return &emptypb.Empty{}, nil
 			}
+			p.shutdownSent.Store(true)
 			return p.call(ctx, p.delegateTask, method, req)
 		}
 	}

@@ -132,5 +132,9 @@ func answers(path string, timeout time.Duration) bool {
 // ServerOptions: like containerd's shims, only peers with the wrapper's own uid may talk
 // to it (ttrpc's SO_PEERCRED check).
 func ServerOptions() []ttrpc.ServerOpt {
-	return []ttrpc.ServerOpt{ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser())}
+	return []ttrpc.ServerOpt{ttrpc.WithServerHandshaker(Handshaker())}
 }
+
+// Handshaker is ServerOptions' check of every connection (nil: none), for a server that
+// adds its own handshake to it.
+func Handshaker() ttrpc.Handshaker { return ttrpc.UnixSocketRequireSameUser() }

@@ -37,3 +37,6 @@ func RemoveAddress(string) error { return nil }
 func RemoveDeadSocket(string) error { return nil }
 
 func ServerOptions() []ttrpc.ServerOpt { return nil }
+
+// Handshaker: none; the pipe's security descriptor admits only SYSTEM and Administrators.
+func Handshaker() ttrpc.Handshaker { return nil }
