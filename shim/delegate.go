@@ -189,7 +189,7 @@ func terminateDelegate(ctx context.Context, rec *bundle.Record, containerdAddres
 		return // no delegate was ever chosen (a denied start)
 	}
 	pids := []int{rec.Delegate.Pid}
-	if rec.Delegate.Pid == 0 && rec.Delegate.Path != "" {
+	if rec.Delegate.Pid == 0 {
 		pids = proc.Shims(rec.Delegate.Path, rec.Namespace, rec.ID, containerdAddress)
 	}
 	for _, pid := range pids {
