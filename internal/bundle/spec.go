@@ -41,9 +41,22 @@ func ReadSpec(bundle string) (*specs.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
+	s, err := DecodeSpec(data)
+	if err != nil {
+		return nil, fmt.Errorf("OCI spec %s: %w", filepath.Join(bundle, SpecFile), err)
+	}
+	return s, nil
+}
+
+// DecodeSpec decodes the bytes of a config.json (at most MaxSpecSize). A malformed spec is
+// an error wrapping errdefs.ErrInvalidArgument.
+func DecodeSpec(data []byte) (*specs.Spec, error) {
+	if len(data) > MaxSpecSize {
+		return nil, fmt.Errorf("OCI spec is larger than %d bytes: %w", MaxSpecSize, errdefs.ErrInvalidArgument)
+	}
 	var s specs.Spec
 	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, fmt.Errorf("OCI spec %s: %v: %w", filepath.Join(bundle, SpecFile), err, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
 	}
 	return &s, nil
 }
