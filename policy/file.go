@@ -55,8 +55,9 @@ type File struct {
 	Audit AuditTrail `yaml:"audit"`
 
 	// root is the parsed document, for line numbers in semantic errors (nil for a File
-	// built in code).
-	root *yaml.Node
+	// built in code), and lines the number of its lines.
+	root  *yaml.Node
+	lines int
 }
 
 // AuditTrail configures the audit trail. The policy only carries the settings; the shim writes.
@@ -248,9 +249,31 @@ func Parse(data []byte) (*File, error) {
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	f.root = &root
+	f.root, f.lines = &root, countLines(data)
 	if err := f.validate(f.Platform); err != nil {
 		return nil, err
 	}
 	return &f, nil
+}
+
+// countLines counts the lines of data the way yaml numbers them: CR LF, CR, LF, NEL, LS and
+// PS end a line (yaml.v3 is_break); the text after the last break is a line too.
+func countLines(data []byte) int {
+	n := 1
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; {
+		case c == '\r' && i+1 < len(data) && data[i+1] == '\n':
+			n++
+			i++
+		case c == '\r' || c == '\n':
+			n++
+		case c == 0xc2 && i+1 < len(data) && data[i+1] == 0x85: // NEL
+			n++
+			i++
+		case c == 0xe2 && i+2 < len(data) && data[i+1] == 0x80 && (data[i+2] == 0xa8 || data[i+2] == 0xa9): // LS, PS
+			n++
+			i += 2
+		}
+	}
+	return n
 }

@@ -230,3 +230,21 @@ func TestFieldErrorsCarryTheirLine(t *testing.T) {
 		t.Fatalf("yaml errors: %+v (%v)", got, err)
 	}
 }
+
+// TestErrorLinesExist: a line an error names is a line of the file. yaml places the empty
+// value of a document that ends without a line break ("---") on the line after the last
+// one (found by FuzzParse).
+func TestErrorLinesExist(t *testing.T) {
+	for in, want := range map[string]int{"---": 1, "---\n": 2, "\n\n---": 3, "\r\n\r---": 3} {
+		_, err := Parse([]byte(in))
+		fes := fieldErrors(err)
+		if len(fes) == 0 {
+			t.Fatalf("%q: %v, want field errors", in, err)
+		}
+		for _, fe := range fes {
+			if fe.Field == "apiVersion" && fe.Line != want {
+				t.Errorf("%q: %q names line %d, want %d", in, fe, fe.Line, want)
+			}
+		}
+	}
+}
