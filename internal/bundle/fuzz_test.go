@@ -63,7 +63,7 @@ func FuzzSpec(f *testing.F) {
 		}
 	}
 	for _, s := range []string{
-		`{}`, ` {"annotations":null}`, `[]`, `"x"`, `{"annotations":{"a":1}}`, `{not json`,
+		`{}`, `null`, ` {"annotations":null}`, `[]`, `"x"`, `{"annotations":{"a":1}}`, `{not json`,
 		`{"annotations":{"io.kubernetes.cri.container-type":"container"},"Annotations":{"io.kubernetes.cri.sandbox-id":"sb1"}}`,
 		`{"ANNOTATIONS":{"io.kubernetes.cri.container-type":"sandbox","io.kubernetes.cri.sandbox-id":"sb1"},"annotations":null}`,
 		`{"process":5,"annotations":{"io.kubernetes.cri.container-type":"sandbox","io.kubernetes.cri.sandbox-id":"sb1"}}`,

@@ -1,6 +1,7 @@
 package bundle
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -54,6 +55,9 @@ func DecodeSpec(data []byte) (*specs.Spec, error) {
 	if len(data) > MaxSpecSize {
 		return nil, fmt.Errorf("OCI spec is larger than %d bytes: %w", MaxSpecSize, errdefs.ErrInvalidArgument)
 	}
+	if err := checkObject(data); err != nil {
+		return nil, err
+	}
 	var s specs.Spec
 	if err := json.Unmarshal(data, &s); err != nil {
 		return nil, fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
@@ -81,6 +85,9 @@ func Role(specJSON []byte) (cri.Role, string, error) {
 	var spec struct {
 		Annotations map[string]string `json:"annotations"`
 	}
+	if err := checkObject(specJSON); err != nil {
+		return "", "", err
+	}
 	if err := json.Unmarshal(specJSON, &spec); err != nil {
 		return "", "", fmt.Errorf("OCI spec is not valid JSON: %v: %w", err, errdefs.ErrInvalidArgument)
 	}
@@ -94,4 +101,13 @@ func Role(specJSON []byte) (cri.Role, string, error) {
 		}
 	}
 	return role, sandboxID, nil
+}
+
+// checkObject refuses a spec that is not a JSON object: JSON null decodes into any struct
+// without an error, as an empty spec.
+func checkObject(data []byte) error {
+	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return fmt.Errorf("OCI spec is not a JSON object: %w", errdefs.ErrInvalidArgument)
+	}
+	return nil
 }
