@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"unicode/utf16"
 
 	"go.yaml.in/yaml/v3"
 
@@ -256,24 +257,35 @@ func Parse(data []byte) (*File, error) {
 	return &f, nil
 }
 
-// countLines counts the lines of data the way yaml numbers them: CR LF, CR, LF, NEL, LS and
-// PS end a line (yaml.v3 is_break); the text after the last break is a line too.
+// countLines counts the lines of data the way yaml numbers them: it reads UTF-16 after a
+// byte order mark (yaml's reader does), and CR LF, CR, LF, NEL, LS and PS end a line
+// (yaml.v3 is_break); the text after the last break is a line too.
 func countLines(data []byte) int {
-	n := 1
-	for i := 0; i < len(data); i++ {
-		switch c := data[i]; {
-		case c == '\r' && i+1 < len(data) && data[i+1] == '\n':
-			n++
-			i++
-		case c == '\r' || c == '\n':
-			n++
-		case c == 0xc2 && i+1 < len(data) && data[i+1] == 0x85: // NEL
-			n++
-			i++
-		case c == 0xe2 && i+2 < len(data) && data[i+1] == 0x80 && (data[i+2] == 0xa8 || data[i+2] == 0xa9): // LS, PS
-			n++
-			i += 2
+	text := string(data)
+	if len(data) >= 2 && (data[0] == 0xff && data[1] == 0xfe || data[0] == 0xfe && data[1] == 0xff) {
+		units := make([]uint16, (len(data)-2)/2)
+		for i := range units {
+			b := data[2+2*i : 4+2*i]
+			if data[0] == 0xff {
+				units[i] = uint16(b[0]) | uint16(b[1])<<8
+			} else {
+				units[i] = uint16(b[1]) | uint16(b[0])<<8
+			}
 		}
+		text = string(utf16.Decode(units))
+	}
+	n := 1
+	prevCR := false
+	for _, r := range text {
+		switch r {
+		case '\n':
+			if !prevCR {
+				n++
+			}
+		case '\r', '\u0085', '\u2028', '\u2029':
+			n++
+		}
+		prevCR = r == '\r'
 	}
 	return n
 }

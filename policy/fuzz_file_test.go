@@ -2,12 +2,15 @@ package policy
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
+	"unicode/utf16"
 
 	runhcsopts "github.com/Microsoft/hcsshim/cmd/containerd-shim-runhcs-v1/options"
 	"google.golang.org/protobuf/proto"
@@ -37,22 +40,27 @@ func fieldErrors(err error) []*FieldError {
 // yamlSyntaxLine is the line yaml names in a syntax error ("yaml: line N: ...").
 var yamlSyntaxLine = regexp.MustCompile(`^invalid node policy: yaml: line (\d+):`)
 
-// yamlLines is the number of lines of data as YAML counts them (yaml.v3 is_break: CR LF,
-// CR, LF, NEL, LS and PS end a line), counting the one after the last break.
+// yamlLines is the number of lines of data as YAML reads them: UTF-16 after a byte order
+// mark, else UTF-8 (yaml.v3 readerc.go), and CR LF, CR, LF, NEL, LS and PS end a line
+// (is_break), counting the one after the last break.
 func yamlLines(data []byte) int {
-	n := 1
-	for i := 0; i < len(data); i++ {
-		switch {
-		case data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n':
-			n++
-			i++
-		case data[i] == '\r', data[i] == '\n':
-			n++
-		case bytes.HasPrefix(data[i:], []byte("\u0085")), bytes.HasPrefix(data[i:], []byte("\u2028")), bytes.HasPrefix(data[i:], []byte("\u2029")):
-			n++
-		}
+	text := string(data)
+	var order binary.ByteOrder
+	switch {
+	case bytes.HasPrefix(data, []byte{0xff, 0xfe}):
+		order = binary.LittleEndian
+	case bytes.HasPrefix(data, []byte{0xfe, 0xff}):
+		order = binary.BigEndian
 	}
-	return n
+	if order != nil {
+		units := make([]uint16, (len(data)-2)/2)
+		if err := binary.Read(bytes.NewReader(data[2:]), order, units); err != nil {
+			panic(err)
+		}
+		text = string(utf16.Decode(units))
+	}
+	text = strings.NewReplacer("\r\n", "\n", "\r", "\n", "\u0085", "\n", "\u2028", "\n", "\u2029", "\n").Replace(text)
+	return strings.Count(text, "\n") + 1
 }
 
 // checkFileError: err wraps ErrInvalid, and every line it names (as FieldError data, or as
