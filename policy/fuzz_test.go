@@ -18,7 +18,7 @@ import (
 // (a recovered panic shows as rule internal.error, which fails the target), a denial must
 // carry an enforced finding, and malformed input must be denied:
 //
-//	go test ./policy -run '^$' -fuzz FuzzEvaluate -fuzztime 10s
+//	go test ./policy -run '^$' -fuzz '^FuzzEvaluate$' -fuzztime 1000000x
 func FuzzEvaluate(f *testing.F) {
 	seed := func(s *specs.Spec) []byte {
 		b, err := json.Marshal(s)
