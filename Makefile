@@ -94,7 +94,7 @@ bench: deps build ## Benchmarks (results and method: docs/benchmarks.md)
 	bash scripts/bench.sh
 
 .PHONY: demo
-demo: deps build ## Run containers through isoguard on a private containerd
+demo: deps ## Pods through isoguard on a private containerd with CRI (crictl, gVisor)
 	bash scripts/demo.sh
 
 .PHONY: clean

@@ -16,6 +16,14 @@ ISOGUARD_BENCH=1 ISOGUARD_BENCH_OUT="$PWD/out/bench-e2e.md" \
 cat out/bench-e2e.md >> out/benchmarks.md
 {
 	echo
+	echo "## Launch cost of the wrapper binary (integration/bench_launch_test.go)"
+	echo
+} >> out/benchmarks.md
+ISOGUARD_BENCH=1 ISOGUARD_BENCH_OUT="$PWD/out/benchmarks.md" \
+	go test -tags integration -count=1 -run '^TestBenchmarkLaunch$' -timeout 10m ./integration/ >out/bench-launch.log 2>&1 ||
+	{ tail -50 out/bench-launch.log; exit 1; }
+{
+	echo
 	echo "## Pod start through containerd 2.4.2's CRI plugin (integration/cri/bench_test.go)"
 	echo
 } >> out/benchmarks.md

@@ -41,7 +41,7 @@ func TestBenchmarkCRIPodStart(t *testing.T) {
 	fmt.Fprintf(&report, "| pod start (runp + create + start), median of %d | direct | through isoguard | ratio | target |\n|---|---|---|---|---|\n", rounds)
 	for _, c := range []struct {
 		what, ns, direct string
-		target          string
+		target           string
 	}{
 		{"trusted pod: runc shim", trustedNS, "runc", "<= 1.03"},
 		{"untrusted pod: gVisor's shim", untrustedNS, "runsc", "(measured)"},
