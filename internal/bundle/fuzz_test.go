@@ -4,25 +4,30 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/isoguard/isoguard/internal/cri"
+	"github.com/isoguard/isoguard/internal/jsonedit"
 )
 
 // FuzzSpec feeds arbitrary config.json bytes to what the wrapper and the enforcer decode
 // from a bundle: DecodeSpec (ReadSpec's decoder) and Role (the shim's start and delete).
 // Properties: no panic; every error wraps errdefs.ErrInvalidArgument (fail closed, never a
-// guess); a decoded spec was a JSON object; the spec survives a JSON round trip (what
-// WriteSpec writes for the delegate decodes to the same spec, and encodes to the same bytes);
-// Role reads the same role from the original bytes and from the round-tripped spec, and
-// agrees with cri.ParseRole on the decoded spec's annotations:
+// guess); a decoded spec was a JSON object; what WriteSpec writes for the delegate (the
+// decision's changes applied to the original bytes, jsonedit.Rewrite), unchanged or with
+// changes of the kinds the policy makes, decodes to exactly the decided spec, or the rewrite
+// fails closed; Role reads the same role from the original bytes and from the rewritten
+// ones, and agrees with cri.ParseRole on the decoded spec's annotations:
 //
 //	go test ./internal/bundle -run '^$' -fuzz '^FuzzSpec$' -fuzztime 1000000x
 func FuzzSpec(f *testing.F) {
@@ -103,18 +108,28 @@ func FuzzSpec(f *testing.F) {
 		if trimmed := bytes.TrimLeft(data, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
 			t.Fatalf("DecodeSpec accepted %q, which is not a JSON object", data)
 		}
-		// What WriteSpec writes for the delegate.
-		written, err := json.Marshal(spec)
-		if err != nil {
-			t.Fatalf("a decoded spec does not encode: %v", err)
+		// What WriteSpec writes for the delegate: the decision's changes applied to the
+		// bytes containerd wrote (jsonedit). Unchanged, and with changes of the kinds the
+		// policy makes (an annotation removed and one added, the user, a mount dropped), the
+		// delegate's decoder (encoding/json, as runc's and runhcs's) reads exactly the
+		// decided spec.
+		written := rewrite(t, data, spec, spec)
+		changed := specClone(t, spec)
+		if len(changed.Annotations) > 0 {
+			delete(changed.Annotations, slices.Sorted(maps.Keys(changed.Annotations))[0])
 		}
-		again, err := DecodeSpec(written)
-		if err != nil {
-			t.Fatalf("the re-encoded spec %s does not decode: %v", written, err)
+		if changed.Annotations == nil {
+			changed.Annotations = map[string]string{}
 		}
-		if rewritten, err := json.Marshal(again); err != nil || !bytes.Equal(rewritten, written) {
-			t.Fatalf("round trip not stable:\n%s\n%s (%v)", written, rewritten, err)
+		changed.Annotations["io.isoguard.fuzz"] = "added"
+		if changed.Process == nil {
+			changed.Process = &specs.Process{}
 		}
+		changed.Process.User = specs.User{UID: 65534, GID: 65534, Username: "ContainerUser"}
+		if n := len(changed.Mounts); n > 0 {
+			changed.Mounts = changed.Mounts[:n-1]
+		}
+		rewrite(t, data, spec, changed)
 		// The role of the original bytes (the shim's start), of the spec the enforcer
 		// decoded (the policy's checkRole) and of the rewritten config.json agree.
 		wantRole, wantID, wantErr := cri.ParseRole(spec.Annotations)
@@ -124,9 +139,49 @@ func FuzzSpec(f *testing.F) {
 		if (roleErr == nil) != (wantErr == nil) || role != wantRole && wantErr == nil || sandboxID != wantID && wantErr == nil {
 			t.Fatalf("Role(bytes) = %q %q %v, but the decoded spec's annotations say %q %q %v", role, sandboxID, roleErr, wantRole, wantID, wantErr)
 		}
+		if written == nil {
+			return
+		}
 		role2, id2, err2 := Role(written)
 		if role2 != role || id2 != sandboxID || (err2 == nil) != (roleErr == nil) {
 			t.Fatalf("Role(original) = %q %q %v, Role(rewritten) = %q %q %v", role, sandboxID, roleErr, role2, id2, err2)
 		}
 	})
+}
+
+// specClone is a deep copy of s (through JSON).
+func specClone(t *testing.T, s *specs.Spec) *specs.Spec {
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatalf("a decoded spec does not encode: %v", err)
+	}
+	var c specs.Spec
+	if err := json.Unmarshal(b, &c); err != nil {
+		t.Fatalf("a re-encoded spec %s does not decode: %v", b, err)
+	}
+	return &c
+}
+
+// rewrite is what WriteSpec writes for a spec decoded from data and changed to changed; it
+// must decode (DecodeSpec) to exactly changed, or the rewrite must fail closed.
+func rewrite(t *testing.T, data []byte, spec, changed *specs.Spec) []byte {
+	want, err := json.Marshal(changed)
+	if err != nil {
+		t.Fatalf("a changed spec does not encode: %v", err)
+	}
+	written, err := jsonedit.Rewrite(data, spec, changed)
+	if err != nil {
+		if !errdefs.IsInvalidArgument(err) {
+			t.Fatalf("Rewrite: %v does not wrap ErrInvalidArgument", err)
+		}
+		return nil
+	}
+	again, err := DecodeSpec(written)
+	if err != nil {
+		t.Fatalf("the rewritten spec %s does not decode: %v", written, err)
+	}
+	if got, err := json.Marshal(again); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("%q rewritten to %s reads as\n%s\nnot as the decided\n%s (%v)", data, written, got, want, err)
+	}
+	return written
 }
