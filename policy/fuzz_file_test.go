@@ -88,9 +88,12 @@ func checkFileError(t *testing.T, what string, data []byte, err error) {
 // names (FieldError.Line, yaml's "line N") exists in the input; a file Parse accepts fails
 // Compile only with errors naming a field (the platform-dependent checks of validate, or the
 // file's platform), never with an error of compile's own that validate missed; a compiled
-// policy evaluates a CRI pod's start and Create without an internal error, and an untrusted
-// pod that runs in enforce mode (and the isolation rule not in audit) gets Hyper-V
-// options on Windows and the sandbox shim on Linux, whatever the file says:
+// policy evaluates a CRI pod's start and Create (with CRI's snapshot mounts and fifos or
+// pipes) without an internal error; the rules on what CRI never sends (host programs,
+// denied spec fields) do not deny it, nor do untrusted.stdio and untrusted.rootfs while the
+// file leaves their lists at the defaults; and an untrusted pod that runs in enforce mode
+// (and the isolation rule not in audit) gets Hyper-V options on Windows and the sandbox
+// shim on Linux, whatever the file says:
 //
 //	go test ./policy -run '^$' -fuzz '^FuzzParse$' -fuzztime 1000000x
 func FuzzParse(f *testing.F) {
@@ -120,6 +123,8 @@ func FuzzParse(f *testing.F) {
 		header + "x: &a {mode: audit}\nuntrusted: *a\n",
 		header + "untrusted:\n  <<: {user: ContainerUser}\n",
 		"apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\ntenants: [\n",
+		header + "untrusted:\n  stdio:\n    allowedPaths: [/run/containerd/fifo, '\\\\.\\pipe\\ctr-']\n  rootfs:\n    allowedSources: ['D:\\containerd\\root', /var/lib/containerd/]\n  allowedHostPrograms: [/usr/bin/logger]\n  allowedFields: [windows.credentialSpec, linux.intelRdt]\n",
+		header + "platform: linux\nuntrusted:\n  stdio: {allowedPaths: []}\n  rootfs: {allowedSources: [/data/containerd/]}\n",
 		"\t- x",
 	} {
 		f.Add([]byte(s))
@@ -166,8 +171,15 @@ func FuzzParse(f *testing.F) {
 				d := p.Evaluate(in)
 				enforced := false
 				for _, fd := range d.Denials {
-					if fd.Rule == RuleInternalError || fd.Rule == RuleInvalidInput {
+					switch {
+					case fd.Rule == RuleInternalError || fd.Rule == RuleInvalidInput:
 						t.Fatalf("%s %s: %+v", platform, in.Call, fd)
+					case fd.Rule == ruleHostPrograms.id || fd.Rule == ruleSpecFields.id,
+						fd.Rule == ruleStdio.id && file.Untrusted.Stdio.AllowedPaths == nil,
+						fd.Rule == ruleRootfs.id && file.Untrusted.Rootfs.AllowedSources == nil:
+						// CRI's call runs no host program and sets no denied field; its
+						// fifos or pipes and its snapshot mounts are what the defaults admit.
+						t.Fatalf("%s %s: CRI's own call denied by a rule the file leaves at its default: %+v", platform, in.Call, fd)
 					}
 					enforced = enforced || !fd.Audit
 				}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"maps"
+	"strings"
 	"testing"
 
 	runhcsopts "github.com/Microsoft/hcsshim/cmd/containerd-shim-runhcs-v1/options"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/isoguard/isoguard/internal/cri"
+	"github.com/isoguard/isoguard/shim/hooks"
 )
 
 // The tenants of FuzzOptions: untrusted (enforced), trusted, untrusted in audit mode.
@@ -40,16 +42,26 @@ func fuzzOptionsPolicies(t testing.TB) (win, winDeny, linux *Policy) {
 }
 
 // fuzzCall is a CRI pod's start (sandbox) or a workload container's Create, of tenant ns,
-// with pins from the pod's start with CRI's own options.
+// with pins from the pod's start with CRI's own options. The Create carries what CRI's
+// CreateTaskRequest carries besides: the snapshotter's root file system mounts (below
+// containerd's root directory) and the container's fifos (Linux, below containerd's state
+// directory) or pipes (Windows, \\.\pipe\ctr-*).
 func fuzzCall(t testing.TB, p *Policy, platform Platform, call Call, ns string) Input {
 	var start, create Input
 	if platform == Windows {
 		start, create = winStart(t), winCreate(t)
+		snap := `C:\ProgramData\containerd\root\io.containerd.snapshotter.v1.windows\snapshots\`
+		create.Rootfs = []hooks.Mount{{Type: "windows-layer", Source: snap + "32", Options: []string{"rw", `parentLayerPaths=["` + strings.ReplaceAll(snap, `\`, `\\`) + `31"]`}}}
+		create.Stdio = hooks.Stdio{Stdout: `\\.\pipe\ctr-` + containerID + "-stdout", Stderr: `\\.\pipe\ctr-` + containerID + "-stderr"}
 	} else {
 		create = linuxCreate(t)
 		start = linuxCreate(t)
 		start.Call, start.ID, start.Role, start.Pod = CallStart, sandboxID, cri.RoleSandbox, nil
 		start.Spec.Annotations = linuxAnnotations(cri.RoleSandbox)
+		snap := "/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/"
+		create.Rootfs = []hooks.Mount{{Type: "overlay", Source: "overlay", Options: []string{"index=off", "workdir=" + snap + "32/work", "upperdir=" + snap + "32/fs", "lowerdir=" + snap + "31/fs:" + snap + "30/fs"}}}
+		io := "/run/containerd/io.containerd.grpc.v1.cri/containers/" + containerID + "/io/2873951021/" + containerID
+		create.Stdio = hooks.Stdio{Stdout: io + "-stdout", Stderr: io + "-stderr"}
 	}
 	for _, in := range []*Input{&start, &create} {
 		a := maps.Clone(in.Spec.Annotations)
@@ -125,7 +137,13 @@ func FuzzOptions(f *testing.F) {
 	for _, p := range []*Policy{win, winDeny, linux} {
 		for _, c := range []Call{CallStart, CallCreate} {
 			for _, ns := range tenants {
-				calls[key{p, c, ns}] = fuzzCall(f, p, p.Platform(), c, ns)
+				in := fuzzCall(f, p, p.Platform(), c, ns)
+				// With CRI's own options every call runs: the properties below are not
+				// vacuous.
+				if d := p.Evaluate(in); !d.Allowed {
+					f.Fatalf("%s %s of tenant %s with CRI's options: %+v", p.Platform(), c, ns, d.Denials)
+				}
+				calls[key{p, c, ns}] = in
 			}
 		}
 	}
