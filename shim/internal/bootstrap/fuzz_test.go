@@ -251,7 +251,10 @@ func containerd17ParseStartResponse(response []byte) (addr string, version int) 
 // answer is ttrpc, version 2 or 3, with an address, and is what containerd 2.4 or 1.7 reads
 // from the same bytes (but where containerd 2.4 takes a protobuf answer without an address,
 // which it cannot connect to: the wrapper reads such bytes as JSON or a plain address); an
-// accepted answer re-encoded as BootstrapResult or as JSON reads back the same:
+// accepted answer re-encoded as BootstrapResult or as JSON reads back the same; the wrapper's
+// own answer with such an address (Encode) reads back as written by isoguard and by
+// containerd 2.4 (version 3, JSON) and 1.7 (version 2, the plain address); Encode refuses
+// exactly the version 2 addresses that some reader misreads as a plain answer:
 //
 //	go test ./shim/internal/bootstrap -run '^$' -fuzz '^FuzzParseAnswer$' -fuzztime 1000000x
 func FuzzParseAnswer(f *testing.F) {
@@ -304,6 +307,35 @@ func FuzzParseAnswer(f *testing.F) {
 			j, _ := json.Marshal(map[string]any{"version": a.Version, "address": a.Address, "protocol": a.Protocol})
 			if again, err := ParseAnswer(j); err != nil || again != a {
 				t.Fatalf("%+v as JSON reads back as %+v (%v)", a, again, err)
+			}
+		}
+		// The wrapper's own answer with an address like this one (Encode): version 3 as
+		// JSON for containerd 2.3+, which 2.4 reads back as written; version 2 as the plain
+		// address, which 1.7 and 2.4 read back as written, or Encode refuses it.
+		for _, v := range []int{2, 3} {
+			own := Answer{Address: a.Address, Protocol: "ttrpc", Version: v}
+			enc, err := own.Encode()
+			if err != nil {
+				plain := []byte(a.Address)
+				cd, fromProto, cdErr := containerdParseStartResponse(plain)
+				addr17, version17 := containerd17ParseStartResponse(plain)
+				again, perr := ParseAnswer(plain)
+				misread := fromProto || cdErr != nil || cd.GetAddress() != a.Address || cd.GetVersion() != 2 ||
+					addr17 != a.Address || version17 != 2 || perr != nil || again != Answer{Address: a.Address, Protocol: "ttrpc", Version: 2}
+				if v == 3 || !errdefs.IsInvalidArgument(err) || !misread {
+					t.Fatalf("Encode of %+v: %v", own, err)
+				}
+				continue
+			}
+			if again, err := ParseAnswer(enc); err != nil || again != own {
+				t.Fatalf("%+v encoded as %q reads back as %+v (%v)", own, enc, again, err)
+			}
+			cd, fromProto, err := containerdParseStartResponse(enc)
+			if err != nil || fromProto || cd.GetAddress() != own.Address || int(cd.GetVersion()) != v || cd.GetProtocol() != "ttrpc" {
+				t.Fatalf("%+v encoded as %q: containerd 2.4 reads %v (protobuf %v, %v)", own, enc, cd, fromProto, err)
+			}
+			if addr, version := containerd17ParseStartResponse(enc); v == 2 && (addr != own.Address || version != 2) {
+				t.Fatalf("%+v encoded as %q: containerd 1.7 reads %q version %d", own, enc, addr, version)
 			}
 		}
 	})
