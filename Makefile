@@ -9,6 +9,19 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X github.com/isoguard/isoguard/version.Version=$(VERSION) -X github.com/isoguard/isoguard/version.Revision=$(REVISION)
 FUZZTIME ?= 10s
+FUZZEXECS ?= 1000000
+FUZZPARALLEL ?= 2
+FUZZMINTIME ?= 10s
+# Every fuzz target, package:Target (docs/fuzzing.md).
+FUZZ_TARGETS := \
+	./internal/bundle:FuzzSpec \
+	./internal/cri:FuzzParseRole \
+	./shim/internal/bootstrap:FuzzParseStartInput \
+	./shim/internal/bootstrap:FuzzParseAnswer \
+	./policy:FuzzEvaluate \
+	./policy:FuzzOptions \
+	./policy:FuzzParse \
+	./policy:FuzzHostPath
 
 .PHONY: help
 help: ## Show this help
@@ -39,9 +52,26 @@ lint: ## gofmt, go vet for GOOS=linux and GOOS=windows (all build tags), PowerSh
 unit: ## Unit tests (no containerd needed)
 	$(GO) test -count=1 ./...
 
+# run-fuzz runs every target for $(1) (a -fuzztime), printing each one's wall time.
+define run-fuzz
+	@missing=$$(grep -rhoE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]+' . | sed 's/^func //' | sort -u | \
+		while read -r f; do case " $(FUZZ_TARGETS) " in *":$$f "*) ;; *) echo "$$f";; esac; done); \
+	if [ -n "$$missing" ]; then echo "fuzz targets missing from FUZZ_TARGETS: $$missing"; exit 1; fi
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; start=$$(date +%s); \
+		echo "== $$name ($$pkg): -fuzztime $(1)"; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(1) -fuzzminimizetime $(FUZZMINTIME) -parallel $(FUZZPARALLEL); \
+		echo "== $$name: $$(( $$(date +%s) - start )) s"; \
+	done
+endef
+
+.PHONY: fuzz-short
+fuzz-short: ## Every fuzz target briefly (FUZZTIME each, default 10s); part of make test
+	$(call run-fuzz,$(FUZZTIME))
+
 .PHONY: fuzz
-fuzz: ## Run the policy fuzz target briefly (FUZZTIME, default 10s)
-	$(GO) test ./policy -run '^$$' -fuzz FuzzEvaluate -fuzztime $(FUZZTIME)
+fuzz: ## Every fuzz target for FUZZEXECS executions each (default 1000000, FUZZPARALLEL workers); not in make test
+	$(call run-fuzz,$(FUZZEXECS)x)
 
 .PHONY: integration
 integration: deps build ## Integration tests on real containerd 1.6/1.7/2.4 + runc
@@ -56,7 +86,7 @@ wine-test: ## Windows tests under wine: the wrapper against the real runhcs v0.1
 	bash scripts/test-windows.sh
 
 .PHONY: test
-test: lint build-windows unit fuzz integration wine-test ## Every test: lint, Windows build, unit, fuzz, real containerd, real runhcs under wine
+test: lint build-windows unit fuzz-short integration wine-test ## Every test: lint, Windows build, unit, a short fuzz run, real containerd, real runhcs under wine
 	@echo "make test: all passed"
 
 .PHONY: bench

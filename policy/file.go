@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"unicode/utf16"
 
 	"go.yaml.in/yaml/v3"
 
@@ -55,8 +56,9 @@ type File struct {
 	Audit AuditTrail `yaml:"audit"`
 
 	// root is the parsed document, for line numbers in semantic errors (nil for a File
-	// built in code).
-	root *yaml.Node
+	// built in code), and lines the number of its lines.
+	root  *yaml.Node
+	lines int
 }
 
 // AuditTrail configures the audit trail. The policy only carries the settings; the shim writes.
@@ -277,9 +279,42 @@ func Parse(data []byte) (*File, error) {
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	f.root = &root
+	f.root, f.lines = &root, countLines(data)
 	if err := f.validate(f.Platform); err != nil {
 		return nil, err
 	}
 	return &f, nil
+}
+
+// countLines counts the lines of data the way yaml numbers them: it reads UTF-16 after a
+// byte order mark (yaml's reader does), and CR LF, CR, LF, NEL, LS and PS end a line
+// (yaml.v3 is_break); the text after the last break is a line too.
+func countLines(data []byte) int {
+	text := string(data)
+	if len(data) >= 2 && (data[0] == 0xff && data[1] == 0xfe || data[0] == 0xfe && data[1] == 0xff) {
+		units := make([]uint16, (len(data)-2)/2)
+		for i := range units {
+			b := data[2+2*i : 4+2*i]
+			if data[0] == 0xff {
+				units[i] = uint16(b[0]) | uint16(b[1])<<8
+			} else {
+				units[i] = uint16(b[1]) | uint16(b[0])<<8
+			}
+		}
+		text = string(utf16.Decode(units))
+	}
+	n := 1
+	prevCR := false
+	for _, r := range text {
+		switch r {
+		case '\n':
+			if !prevCR {
+				n++
+			}
+		case '\r', '\u0085', '\u2028', '\u2029':
+			n++
+		}
+		prevCR = r == '\r'
+	}
+	return n
 }

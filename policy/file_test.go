@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf16"
 )
 
 const header = "apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\n"
@@ -228,5 +229,35 @@ func TestFieldErrorsCarryTheirLine(t *testing.T) {
 	got = fieldErrors(err)
 	if len(got) != 2 || got[0].Line != 5 || got[0].Field != "untrusted.limits.uvmMemoryMB" || got[1].Line != 6 || strings.HasPrefix(got[0].Problem, "line") {
 		t.Fatalf("yaml errors: %+v (%v)", got, err)
+	}
+}
+
+// TestErrorLinesExist: a line an error names is a line of the file. yaml places the empty
+// value of a document that ends without a line break ("---") on the line after the last
+// one (found by FuzzParse).
+func TestErrorLinesExist(t *testing.T) {
+	utf16le := func(s string) string {
+		b := []byte{0xff, 0xfe}
+		for _, u := range utf16.Encode([]rune(s)) {
+			b = append(b, byte(u), byte(u>>8))
+		}
+		return string(b)
+	}
+	for in, want := range map[string]int{
+		"---": 1, "---\n": 2, "\n\n---": 3, "\r\n\r---": 3,
+		// yaml reads UTF-16 after a byte order mark (PowerShell 5 writes files so), where LS
+		// and NEL end lines too (found by FuzzParse: "\xff\xfe( 00" is LS, U+3030).
+		utf16le("\u2028\u2028---"): 3, utf16le("#\u0a0d\n\u0085---"): 3,
+	} {
+		_, err := Parse([]byte(in))
+		fes := fieldErrors(err)
+		if len(fes) == 0 {
+			t.Fatalf("%q: %v, want field errors", in, err)
+		}
+		for _, fe := range fes {
+			if fe.Field == "apiVersion" && fe.Line != want {
+				t.Errorf("%q: %q names line %d, want %d", in, fe, fe.Line, want)
+			}
+		}
 	}
 }

@@ -11,14 +11,16 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/isoguard/isoguard/internal/cri"
+	"github.com/isoguard/isoguard/shim/hooks"
 )
 
-// FuzzEvaluate feeds arbitrary spec JSON, an extra annotation, an extra mount source and
-// arbitrary options bytes through every call on both platforms. Evaluate must not panic
-// (a recovered panic shows as rule internal.error, which fails the target), a denial must
-// carry an enforced finding, and malformed input must be denied:
+// FuzzEvaluate feeds arbitrary spec JSON, an extra annotation, an extra mount source (also
+// the request's stdout and a root file system mount) and arbitrary options bytes through
+// every call on both platforms. Evaluate must not panic (a recovered panic shows as rule
+// internal.error, which fails the target), a denial must carry an enforced finding, and
+// malformed input must be denied:
 //
-//	go test ./policy -run '^$' -fuzz FuzzEvaluate -fuzztime 10s
+//	go test ./policy -run '^$' -fuzz '^FuzzEvaluate$' -fuzztime 1000000x
 func FuzzEvaluate(f *testing.F) {
 	seed := func(s *specs.Spec) []byte {
 		b, err := json.Marshal(s)
@@ -34,6 +36,8 @@ func FuzzEvaluate(f *testing.F) {
 	f.Add(seed(linuxContainerSpec()), "dev.gvisor.flag.network", "host", "/var/lib/kubelet/pods/"+podUID+"/../x", runc, uint8(2), uint8(2))
 	f.Add([]byte(`{"process":{"user":{"username":"ContainerAdministrator"}},"mounts":[{"source":"\\\\?\\C:\\..","type":"virtual-disk"}],"windows":{"devices":[{"id":"x"}]}}`), "io.microsoft.virtualmachine.computetopology.processor.count", "999999999999999999999", `C:/a/../../b`, []byte{0x0a, 0xff}, uint8(0), uint8(2))
 	f.Add([]byte(`not json`), "", "", "", []byte{0xff}, uint8(3), uint8(4))
+	f.Add(seed(linuxContainerSpec()), "upperdir", "binary:///usr/bin/logger?tag=x", "/run/containerd/fifo/1/c1-stdout", runc, uint8(2), uint8(2))
+	f.Add(seed(winContainerSpec()), "parentLayerPaths", `["C:\ProgramData\containerd\root\x"]`, `\.\pipe\ctr-c1-stdout`, hcs, uint8(0), uint8(2))
 
 	policies := map[Platform]*Policy{}
 	for _, os := range []Platform{Windows, Linux} {
@@ -49,6 +53,7 @@ func FuzzEvaluate(f *testing.F) {
 		}
 	}
 	calls := []Call{CallStart, CallJoin, CallCreate, CallExec, CallUpdate}
+	rootfsTypes := []string{"overlay", "bind", "windows-layer", "CimFS", "BlockCIM", "ext4"}
 
 	f.Fuzz(func(t *testing.T, specJSON []byte, key, value, source string, opts []byte, optsKind, call uint8) {
 		var spec *specs.Spec
@@ -79,6 +84,10 @@ func FuzzEvaluate(f *testing.F) {
 				Process:           &specs.Process{User: specs.User{Username: value, UID: uint32(len(value))}},
 				Resources:         &anypb.Any{TypeUrl: key, Value: specJSON},
 				UpdateAnnotations: map[string]string{key: value},
+				// The request's streams and root file system mounts (untrusted.stdio,
+				// untrusted.host-programs, untrusted.rootfs).
+				Stdio:  hooks.Stdio{Stdout: source, Stderr: value},
+				Rootfs: []hooks.Mount{{Type: rootfsTypes[len(key)%len(rootfsTypes)], Source: source, Options: []string{key + "=" + value, "lowerdir=" + source}}},
 			}
 			if c == CallStart {
 				in.Process = nil

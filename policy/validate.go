@@ -355,8 +355,14 @@ func fieldPath(path []any) string {
 }
 
 // line finds the line of a field in the parsed document: the value's line, or for a
-// missing value the closest enclosing node's line.
+// missing value the closest enclosing node's line. yaml places an empty value that ends a
+// file without a final line break (a document of just "---") on the line after the last
+// one; such a value is on the last line.
 func (f *File) line(path ...any) int {
+	return min(f.nodeLine(path...), f.lines)
+}
+
+func (f *File) nodeLine(path ...any) int {
 	if f.root == nil || len(f.root.Content) == 0 {
 		return 0
 	}

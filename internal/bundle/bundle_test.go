@@ -146,3 +146,27 @@ func TestRestoreFiles(t *testing.T) {
 		t.Fatal("shim.pid")
 	}
 }
+
+// TestSpecMustBeAnObject: a config.json of JSON null decodes into any struct without an
+// error; it is no spec and must fail closed like any other malformed spec (found with
+// FuzzSpec's JSON-object property).
+func TestSpecMustBeAnObject(t *testing.T) {
+	dir := t.TempDir()
+	for _, s := range []string{"null", " null\n", "\tnull "} {
+		if spec, err := DecodeSpec([]byte(s)); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("DecodeSpec(%q) = %+v, %v; want invalid argument", s, spec, err)
+		}
+		if role, id, err := Role([]byte(s)); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("Role(%q) = %q %q, %v; want invalid argument", s, role, id, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, SpecFile), []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if spec, err := ReadSpec(dir); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("ReadSpec of %q = %+v, %v; want invalid argument", s, spec, err)
+		}
+	}
+	if _, err := DecodeSpec([]byte(` {"ociVersion":"1.2.0"}`)); err != nil {
+		t.Errorf("a spec: %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package bundle
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -49,11 +50,27 @@ func ReadSpec(bundle string) (*Spec, error) {
 	if err != nil {
 		return nil, err
 	}
+	s, err := DecodeSpec(data)
+	if err != nil {
+		return nil, fmt.Errorf("OCI spec %s: %w", filepath.Join(bundle, SpecFile), err)
+	}
+	return &Spec{Raw: data, Spec: s}, nil
+}
+
+// DecodeSpec decodes the bytes of a config.json (at most MaxSpecSize). A malformed spec is
+// an error wrapping errdefs.ErrInvalidArgument.
+func DecodeSpec(data []byte) (*specs.Spec, error) {
+	if len(data) > MaxSpecSize {
+		return nil, fmt.Errorf("OCI spec is larger than %d bytes: %w", MaxSpecSize, errdefs.ErrInvalidArgument)
+	}
+	if err := checkObject(data); err != nil {
+		return nil, err
+	}
 	var s specs.Spec
 	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, fmt.Errorf("OCI spec %s: %v: %w", filepath.Join(bundle, SpecFile), err, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
 	}
-	return &Spec{Raw: data, Spec: &s}, nil
+	return &s, nil
 }
 
 // WriteSpec replaces <bundle>/config.json atomically, keeping its file mode, with the
@@ -78,6 +95,9 @@ func Role(specJSON []byte) (cri.Role, string, error) {
 	var spec struct {
 		Annotations map[string]string `json:"annotations"`
 	}
+	if err := checkObject(specJSON); err != nil {
+		return "", "", err
+	}
 	if err := json.Unmarshal(specJSON, &spec); err != nil {
 		return "", "", fmt.Errorf("OCI spec is not valid JSON: %v: %w", err, errdefs.ErrInvalidArgument)
 	}
@@ -91,4 +111,13 @@ func Role(specJSON []byte) (cri.Role, string, error) {
 		}
 	}
 	return role, sandboxID, nil
+}
+
+// checkObject refuses a spec that is not a JSON object: JSON null decodes into any struct
+// without an error, as an empty spec.
+func checkObject(data []byte) error {
+	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return fmt.Errorf("OCI spec is not a JSON object: %w", errdefs.ErrInvalidArgument)
+	}
+	return nil
 }

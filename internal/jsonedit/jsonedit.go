@@ -35,7 +35,40 @@ func Rewrite(orig []byte, before, after any) ([]byte, error) {
 		return nil, err
 	}
 	doc = apply(doc, b, a)
-	return json.Marshal(doc)
+	out, err := json.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	if err := readsAs(out, after); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// readsAs checks that out decodes (encoding/json, as the delegates decode) to exactly after.
+// It need not when orig holds a key twice, or keys that differ only in case: encoding/json
+// decodes each into the same field, merging them, whereas the rewrite changes one of them,
+// so that what the decision removed or changed would come back from the other.
+func readsAs(out []byte, after any) error {
+	if after == nil {
+		return nil
+	}
+	got := reflect.New(reflect.TypeOf(after))
+	if err := json.Unmarshal(out, got.Interface()); err != nil {
+		return fmt.Errorf("the rewritten document does not decode: %v: %w", err, errdefs.ErrInvalidArgument)
+	}
+	g, err := encodeTree(got.Elem().Interface())
+	if err != nil {
+		return err
+	}
+	w, err := encodeTree(after)
+	if err != nil {
+		return err
+	}
+	if !reflect.DeepEqual(g, w) {
+		return fmt.Errorf("the rewritten document does not read as the decided value (a key held twice, or in two spellings of case?): %w", errdefs.ErrInvalidArgument)
+	}
+	return nil
 }
 
 func decode(data []byte) (any, error) {
@@ -73,11 +106,17 @@ func apply(doc, before, after any) any {
 		}
 		for k, av := range a {
 			bv, had := b[k]
-			if !had {
+			dv, inDoc := d[k]
+			switch {
+			case !had:
 				d[k] = av
-				continue
+			case inDoc:
+				d[k] = apply(dv, bv, av)
+			case !reflect.DeepEqual(bv, av):
+				d[k] = av
 			}
-			d[k] = apply(d[k], bv, av)
+			// Unchanged and absent from the document (a default value): left absent, not
+			// written as null.
 		}
 		for k := range b {
 			if _, kept := a[k]; !kept {

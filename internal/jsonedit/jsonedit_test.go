@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -107,4 +108,46 @@ func jsonEqual(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
+}
+
+// TestRewriteFailsClosedOnMergedKeys: encoding/json decodes keys that differ only in case
+// into one field, merging them; the rewrite changes one of them, so the delegate would read
+// back what the decision removed (here the sandbox id). Such a rewrite is an error (found by
+// FuzzSpec's rewrite property).
+func TestRewriteFailsClosedOnMergedKeys(t *testing.T) {
+	for _, doc := range []string{
+		`{"annotations":{"io.kubernetes.cri.container-type":"container"},"Annotations":{"io.kubernetes.cri.sandbox-id":"sb1"}}`,
+		`{"ANNOTATIONS":{"io.kubernetes.cri.sandbox-id":"sb1"},"annotations":null}`,
+	} {
+		var before specs.Spec
+		if err := json.Unmarshal([]byte(doc), &before); err != nil {
+			t.Fatal(err)
+		}
+		after := before
+		after.Annotations = map[string]string{"a": "1"} // the sandbox id removed
+		out, err := Rewrite([]byte(doc), &before, &after)
+		if !errdefs.IsInvalidArgument(err) {
+			var got specs.Spec
+			json.Unmarshal(out, &got)
+			t.Errorf("%s rewritten to %s (%v), which reads as annotations %v", doc, out, err, got.Annotations)
+		}
+	}
+}
+
+// TestRewriteWritesNoNull: a field the document does not hold and the decision does not
+// change stays absent (it was written as null).
+func TestRewriteWritesNoNull(t *testing.T) {
+	doc := `{"process":{"args":["sh"]}}`
+	var before specs.Spec
+	if err := json.Unmarshal([]byte(doc), &before); err != nil {
+		t.Fatal(err)
+	}
+	after := before
+	p := *before.Process
+	p.User.UID = 65534
+	after.Process = &p
+	out, err := Rewrite([]byte(doc), &before, &after)
+	if err != nil || strings.Contains(string(out), "null") || string(out) != `{"process":{"args":["sh"],"user":{"gid":0,"uid":65534}}}` {
+		t.Fatalf("%s (%v)", out, err)
+	}
 }

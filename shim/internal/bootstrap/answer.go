@@ -61,16 +61,30 @@ func AnswerVersion(in StartInput) int {
 
 // Encode renders the wrapper's own answer as containerd reads it (parseStartResponse):
 // version 2 as the plain address, version 3 as JSON {"version","address","protocol"},
-// which containerd 2.0 and later read.
+// which containerd 2.0 and later read. containerd tries a protobuf BootstrapResult first
+// (2.4 takes any bytes that decode as one, address or not), then JSON, then a plain
+// address, trimmed: an answer that would not read back as itself (an address with white
+// space, or one that decodes as protobuf or JSON) is an error wrapping ErrInvalidArgument.
 func (a Answer) Encode() ([]byte, error) {
-	if a.Version == 2 {
-		return []byte(a.Address), nil
+	out := []byte(a.Address)
+	if a.Version != 2 {
+		var err error
+		out, err = json.Marshal(struct {
+			Version  int    `json:"version"`
+			Address  string `json:"address"`
+			Protocol string `json:"protocol"`
+		}{a.Version, a.Address, "ttrpc"})
+		if err != nil {
+			return nil, err
+		}
 	}
-	return json.Marshal(struct {
-		Version  int    `json:"version"`
-		Address  string `json:"address"`
-		Protocol string `json:"protocol"`
-	}{a.Version, a.Address, "ttrpc"})
+	want := a
+	want.Protocol = "ttrpc"
+	var br bootapi.BootstrapResult
+	if got, err := ParseAnswer(out); err != nil || got != want || proto.Unmarshal(out, &br) == nil {
+		return nil, fmt.Errorf("start answer %q would not read back as address %q, task API version %d: %w", Truncate(string(out), 200), a.Address, a.Version, errdefs.ErrInvalidArgument)
+	}
+	return out, nil
 }
 
 func checkAnswer(a Answer) (Answer, error) {

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
+	"github.com/containerd/errdefs"
+
 	"github.com/isoguard/isoguard/shim/hooks"
 )
 
@@ -61,6 +63,24 @@ func TestAnswerVersion(t *testing.T) {
 	for f, want := range map[hooks.StdinFormat]int{hooks.StdinBootstrap: 3, hooks.StdinAny: 2, hooks.StdinEmpty: 2} {
 		if got := AnswerVersion(StartInput{Format: f}); got != want {
 			t.Errorf("stdin %s: answer version %d, want %d", f, got, want)
+		}
+	}
+}
+
+// TestAnswerEncodeRefusesWhatReadsOtherwise: containerd reads a start answer as protobuf
+// first (2.4: any bytes that decode as a BootstrapResult), then JSON, then a plain trimmed
+// address; an answer that would read back as something else is refused, not printed
+// (found by FuzzParseAnswer's Encode property).
+func TestAnswerEncodeRefusesWhatReadsOtherwise(t *testing.T) {
+	for _, a := range []Answer{
+		{Address: "0.0E", Version: 2},                        // a protobuf BootstrapResult for containerd 2.4
+		{Address: "unix:///a b", Version: 2},                 // white space
+		{Address: " unix:///a", Version: 2},                  // trimmed
+		{Address: `{"version":3,"address":"x"}`, Version: 2}, // JSON
+		{Address: "unix:///\xff", Version: 3},                // not UTF-8: JSON cannot carry it
+	} {
+		if out, err := a.Encode(); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("%+v encoded as %q, %v", a, out, err)
 		}
 	}
 }

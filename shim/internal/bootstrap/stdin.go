@@ -47,8 +47,14 @@ func ParseStartInput(data []byte, id, namespace string) (StartInput, error) {
 		in := StartInput{Format: hooks.StdinBootstrap, Bootstrap: &params}
 		var opts []*anypb.Any
 		for _, ext := range params.GetExtensions() {
-			if ext.GetValue() != nil {
-				opts = append(opts, ext.GetValue())
+			switch v := ext.GetValue(); {
+			case v == nil:
+			case v.GetTypeUrl() == "":
+				// Options without a type URL name no type: a bare Any without one is
+				// refused below, and a delegate reading extensions by type would skip it.
+				return StartInput{}, fmt.Errorf("start: BootstrapParams carries an extension without a type URL: %w", errdefs.ErrInvalidArgument)
+			default:
+				opts = append(opts, v)
 			}
 		}
 		switch len(opts) {

@@ -214,3 +214,18 @@ func TestDelegateFormat(t *testing.T) {
 		}
 	}
 }
+
+// TestParseStartInputRefusesUntypedExtension: an extension whose Any has no type URL is not
+// runtime options (a bare Any without one is refused too); read as options it became an
+// empty Any that a bare-Any delegate reads as no options at all (found with
+// FuzzParseStartInput's type URL property).
+func TestParseStartInputRefusesUntypedExtension(t *testing.T) {
+	f := testLaunch()
+	for _, v := range []*anypb.Any{{}, {Value: []byte{0x08, 0x01}}} {
+		p := &bootapi.BootstrapParams{InstanceID: f.ID, Namespace: f.Namespace, Extensions: []*bootapi.Extension{{Value: v}}}
+		in, err := ParseStartInput(mustMarshal(t, p), f.ID, f.Namespace)
+		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "without a type URL") {
+			t.Errorf("extension %v: got %+v, %v; want invalid argument", v, in, err)
+		}
+	}
+}
