@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -80,16 +81,12 @@ func TestDocsShowCurrentTables(t *testing.T) {
 	}
 }
 
-// threatRows reads the rows "| T<n> | ... |" of docs/threat-model.md.
-func threatRows(t *testing.T) map[string]string {
+// threatRows reads the rows "| T<n> | ... |" of a section of docs/threat-model.md.
+func threatRows(t *testing.T, section string) map[string]string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(docsDir, "threat-model.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	rows := map[string]string{}
 	row := regexp.MustCompile(`^\| (T[0-9]+) \|`)
-	for _, line := range strings.Split(string(data), "\n") {
+	for _, line := range strings.Split(docSection(t, "threat-model.md", section), "\n") {
 		if m := row.FindStringSubmatch(line); m != nil {
 			if _, dup := rows[m[1]]; dup {
 				t.Errorf("threat-model.md: %s has two rows", m[1])
@@ -100,8 +97,25 @@ func threatRows(t *testing.T) map[string]string {
 	return rows
 }
 
+// docSection is the text of a "## " section of a document in docs/.
+func docSection(t *testing.T, doc, heading string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(docsDir, doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(data), "\n## "+heading+"\n")
+	if !ok {
+		t.Fatalf("%s has no section %q", doc, heading)
+	}
+	if i := strings.Index(after, "\n## "); i >= 0 {
+		after = after[:i]
+	}
+	return after
+}
+
 func TestThreatModelNamesEveryRule(t *testing.T) {
-	rows := threatRows(t)
+	rows := threatRows(t, "Threats and what answers them")
 	for i := 1; i <= 15; i++ {
 		if _, ok := rows[fmt.Sprintf("T%d", i)]; !ok {
 			t.Errorf("threat-model.md has no row for T%d", i)
@@ -124,6 +138,21 @@ func TestThreatModelNamesEveryRule(t *testing.T) {
 			t.Errorf("threat-model.md row T13 does not name %s", id)
 		}
 	}
+	// Every threat has a row of tests, and every test named there exists.
+	tests := threatRows(t, "Which tests cover each threat")
+	for id := range rows {
+		if _, ok := tests[id]; !ok {
+			t.Errorf("threat-model.md names no tests for %s", id)
+		}
+	}
+	defined := testFuncs(t)
+	for id, row := range tests {
+		for _, m := range regexp.MustCompile("`((?:Test|Fuzz)[A-Za-z0-9_]+)`").FindAllStringSubmatch(row, -1) {
+			if !defined[m[1]] {
+				t.Errorf("threat-model.md row %s names %s, which no test file defines", id, m[1])
+			}
+		}
+	}
 	// Every rule-like ID the document names exists.
 	data, _ := os.ReadFile(filepath.Join(docsDir, "threat-model.md"))
 	known := map[string]bool{}
@@ -135,4 +164,34 @@ func TestThreatModelNamesEveryRule(t *testing.T) {
 			t.Errorf("threat-model.md names %s, which is no rule of the registry", id[1])
 		}
 	}
+}
+
+// testFuncs is the set of Test and Fuzz functions defined in the repository's test files.
+func testFuncs(t *testing.T) map[string]bool {
+	t.Helper()
+	defined := map[string]bool{}
+	re := regexp.MustCompile(`(?m)^func ((?:Test|Fuzz)[A-Za-z0-9_]+)\(`)
+	err := filepath.WalkDir(filepath.Join(docsDir, ".."), func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "testdata" || d.Name() == "out" || strings.HasPrefix(d.Name(), ".")) && path != filepath.Join(docsDir, "..") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range re.FindAllStringSubmatch(string(data), -1) {
+			defined[m[1]] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return defined
 }
