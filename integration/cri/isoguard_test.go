@@ -216,7 +216,7 @@ func (n *isoNode) assertNoSandboxLeft(t *testing.T) {
 		for _, e := range entries {
 			left = append(left, "runsc state "+e.Name())
 		}
-		for _, p := range harness.ProcessesMatching(n.gvisor) {
+		for _, p := range n.gvisorProcesses() {
 			left = append(left, "gVisor process "+p.String())
 		}
 		for _, p := range harness.ProcessesMatching(n.shim + " ") {
@@ -231,6 +231,21 @@ func (n *isoNode) assertNoSandboxLeft(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// gvisorProcesses lists the gVisor processes of this node: its shims and runsc commands (the
+// binaries of n.gvisor, which other tests' daemons share, with this daemon's address or
+// runsc root) and its sandboxes and gofers (runsc-sandbox, runsc-gofer: their command
+// line names runsc's root, not the binary).
+func (n *isoNode) gvisorProcesses() []harness.Process {
+	var ps []harness.Process
+	for _, p := range harness.Processes() {
+		ours := strings.Contains(p.Cmdline, n.runscRoot) || strings.Contains(p.Cmdline, n.Dir+"/")
+		if ours && (strings.Contains(p.Cmdline, n.gvisor) || strings.HasPrefix(p.Cmdline, "runsc")) {
+			ps = append(ps, p)
+		}
+	}
+	return ps
 }
 
 // auditRecords reads the audit trail (every line must be a record).
@@ -497,7 +512,7 @@ func TestIsoguardPodDenied(t *testing.T) {
 	}
 	wantDenial(t, "2.4", "RunPodSandbox of a host-IPC pod", errOut, `isoguard: denied by rule untrusted.hostpath: mount /dev/shm is not allowed (tenant "`+untrustedNS+`")`)
 	assertNamedOnce(t, errOut, "isoguard", "untrusted.hostpath", "/dev/shm", untrustedNS, "permission denied")
-	if gv := harness.ProcessesMatching(n.gvisor); len(gv) != 0 {
+	if gv := n.gvisorProcesses(); len(gv) != 0 {
 		t.Errorf("a denied pod started gVisor: %v", gv)
 	}
 	assertEmpty(t, n.CRIDaemon)
