@@ -63,6 +63,10 @@ test: lint build-windows unit fuzz integration wine-test ## Every test: lint, Wi
 bench: deps build ## Benchmarks (results and method: docs/benchmarks.md)
 	bash scripts/bench.sh
 
+.PHONY: stress
+stress: deps build ## Load test: 100 pods through isoguard on containerd's CRI plugin beside the plain handlers (method and results: docs/benchmarks.md)
+	bash scripts/stress.sh
+
 .PHONY: demo
 demo: deps build ## Run containers through isoguard on a private containerd
 	bash scripts/demo.sh
