@@ -68,7 +68,7 @@ stress: deps build ## Load test: 100 pods through isoguard on containerd's CRI p
 	bash scripts/stress.sh
 
 .PHONY: demo
-demo: deps build ## Run containers through isoguard on a private containerd
+demo: deps ## Pods through isoguard on a private containerd with CRI (crictl, gVisor)
 	bash scripts/demo.sh
 
 .PHONY: clean

@@ -173,3 +173,78 @@ func TestPolicyBrokenFileDenies(t *testing.T) {
 		})
 	}
 }
+
+// TestPolicyLinuxHostReachAudited: what a direct client (ctr) can put in a task that reaches
+// the host - a host directory as the root file system (ctr run --rootfs), a binary:// log
+// program (--log-uri) - arrives at the policy through real containerd 2.4 and is named by
+// untrusted.rootfs and untrusted.host-programs. The tenant is untrusted in audit mode, so
+// the containers run (in the runc shim) and the audit trail records what enforce would deny.
+func TestPolicyLinuxHostReachAudited(t *testing.T) {
+	w := startWrapperDaemon(t, "2.4", "")
+	tenant := "audited-" + w.Namespace
+	writeFile(t, w.policy, policyYAML(w.Daemon, fmt.Sprintf(`  - containerdNamespace: %s
+    trusted: false
+    mode: audit
+`, tenant)+linuxPolicy(t)))
+	harness.ImportImage(t, w.Daemon, tenant)
+	ctrN := func(args ...string) (string, string, error) {
+		return w.Ctr(t, append([]string{"-n", tenant}, args...)...)
+	}
+
+	// A host directory as the root file system.
+	rootfs := t.TempDir()
+	for _, d := range []string{"bin", "proc", "sys", "dev", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tool := harness.BuildBinary(t, "./integration/testimage")
+	data, err := os.ReadFile(tool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(rootfs, "bin", "tool"), string(data))
+	if err := os.Chmod(filepath.Join(rootfs, "bin", "tool"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err := ctrN("run", "--rm", "--runtime", w.shim, "--rootfs", rootfs, "rfs", "/bin/tool", "hello")
+	if err != nil || !strings.Contains(out, "hello") {
+		t.Fatalf("audited --rootfs container: %v %q %q", err, out, errOut)
+	}
+	// A binary:// log program: the runc shim hands it the container's stdout and stderr as
+	// fds 3 and 4 and waits until fd 5 closes (cmd/containerd-shim-runc-v2/process/io.go
+	// NewBinaryIO).
+	logger := filepath.Join(t.TempDir(), "logger")
+	writeFile(t, logger, "#!/bin/sh\nexec 5>&-\ncat <&4 >/dev/null &\nexec cat <&3 >/dev/null\n")
+	if err := os.Chmod(logger, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, err := ctrN("run", "--rm", "--runtime", w.shim, "--log-uri", "binary://"+logger, harness.ImageRef, "logbin", harness.ImageTool, "hello"); err != nil {
+		t.Fatalf("audited --log-uri binary:// container: %v %q", err, errOut)
+	}
+
+	recs := readAudit(t, w.audit)
+	for _, c := range []struct{ id, rule, field, reason string }{
+		{"rfs", "untrusted.rootfs", "root.path", rootfs},
+		{"logbin", "untrusted.host-programs", "stdout", logger},
+	} {
+		r := findRecord(recs, tenant, c.id, "create")
+		if r == nil {
+			t.Fatalf("no create record for %s", c.id)
+		}
+		found := false
+		for _, f := range r.Denials {
+			found = found || f.Rule == c.rule && f.Field == c.field && f.Audit && strings.Contains(f.Reason, c.reason)
+		}
+		if !found || r.Mode != "audit" {
+			t.Errorf("create %s: want an audited finding of %s on %s naming %s, got mode %s denials %+v", c.id, c.rule, c.field, c.reason, r.Mode, r.Denials)
+		}
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -119,6 +119,13 @@ delegate:
 	p += fmt.Sprintf(`tenants:
   - containerdNamespace: %s
   - kubernetesNamespace: %s
+# The Windows profile on a Linux containerd: its snapshots are overlay mounts and its
+# stdio fifos, which the Windows rules of untrusted.rootfs and untrusted.stdio refuse.
+# They only audit here; their Windows behaviour is the fixtures' (policy/testdata) and the
+# wine tier's, whose requests carry no rootfs or stdio.
+rules:
+  untrusted.rootfs: audit
+  untrusted.stdio: audit
 `, sd.trustedNS, kubeTrusted)
 	// Atomically: wrappers re-read the file whenever it changes.
 	if err := os.WriteFile(sd.policy+".tmp", []byte(p), 0o600); err != nil {

@@ -63,6 +63,14 @@ type Input struct {
 	Options *anypb.Any
 	// Process is the Exec request's process (exec only).
 	Process *specs.Process
+	// Rootfs are CreateTaskRequest.Rootfs (create only): the mounts of the container's root
+	// file system, as the snapshotter made them.
+	Rootfs []hooks.Mount
+	// Stdio is where the task's (create) or the exec's (exec) standard streams go.
+	Stdio hooks.Stdio
+	// Checkpoint and ParentCheckpoint are CreateTaskRequest's (create only): a restore from
+	// host directories.
+	Checkpoint, ParentCheckpoint string
 	// Resources is UpdateTaskRequest.Resources (update only), as containerd encodes it
 	// (typeurl of specs.WindowsResources or specs.LinuxResources).
 	Resources *anypb.Any

@@ -30,6 +30,27 @@ func DefaultAllowedHostPaths(p Platform) []string {
 	}
 }
 
+// DefaultStdioPaths returns the default stdio.allowedPaths of platform: where containerd's
+// clients make their fifos (Linux: below containerd's state directory, pkg/cio/io_unix.go
+// and CRI's <state>/io.containerd.grpc.v1.cri/containers/<id>/io) and pipes (Windows:
+// \\.\pipe\ctr-<id>-stdin|stdout|stderr, pkg/cio/io_windows.go).
+func DefaultStdioPaths(p Platform) []string {
+	if p == Linux {
+		return []string{"/run/containerd/"}
+	}
+	return []string{`\\.\pipe\ctr-`}
+}
+
+// DefaultRootfsSources returns the default rootfs.allowedSources of platform: containerd's
+// default root directory, below which its snapshotters keep their snapshots
+// (defaults/defaults_unix.go, defaults_windows.go).
+func DefaultRootfsSources(p Platform) []string {
+	if p == Linux {
+		return []string{"/var/lib/containerd/"}
+	}
+	return []string{`C:\ProgramData\containerd\root\`}
+}
+
 // Policy is a compiled node policy for one platform. It is immutable and safe for
 // concurrent use.
 type Policy struct {
@@ -52,6 +73,11 @@ type Policy struct {
 	annDeny       bool
 	allowWritable bool
 	limits        Limits
+	hostPrograms  []hostPath
+	stdioDirs     []pathPrefix // Linux
+	stdioPipes    []string     // Windows: pipe name prefixes
+	rootfsSources []pathPrefix
+	allowedFields map[string]bool
 }
 
 type tenantKind int
@@ -156,6 +182,39 @@ func (p *Policy) compileHostResources(u Untrusted) error {
 		}
 		p.hostPaths = append(p.hostPaths, pp)
 	}
+	for _, raw := range u.AllowedHostPrograms {
+		hp, err := parseProgram(p.platform, raw)
+		if err != nil {
+			return fmt.Errorf("%w: allowedHostPrograms: %v", ErrInvalid, err)
+		}
+		p.hostPrograms = append(p.hostPrograms, hp)
+	}
+	for _, raw := range orDefaultList(u.Stdio.AllowedPaths, DefaultStdioPaths(p.platform)) {
+		if p.platform == Windows {
+			name, err := parsePipePrefix(raw)
+			if err != nil {
+				return fmt.Errorf("%w: stdio.allowedPaths: %v", ErrInvalid, err)
+			}
+			p.stdioPipes = append(p.stdioPipes, name)
+			continue
+		}
+		pp, err := compilePrefix(p.platform, raw)
+		if err != nil {
+			return fmt.Errorf("%w: stdio.allowedPaths: %v", ErrInvalid, err)
+		}
+		p.stdioDirs = append(p.stdioDirs, pp)
+	}
+	for _, raw := range orDefaultList(u.Rootfs.AllowedSources, DefaultRootfsSources(p.platform)) {
+		pp, err := compilePrefix(p.platform, raw)
+		if err != nil {
+			return fmt.Errorf("%w: rootfs.allowedSources: %v", ErrInvalid, err)
+		}
+		p.rootfsSources = append(p.rootfsSources, pp)
+	}
+	p.allowedFields = map[string]bool{}
+	for _, f := range u.AllowedFields {
+		p.allowedFields[f] = true
+	}
 	for _, d := range u.Mounts.AllowedDisks {
 		p.disks = append(p.disks, normalizeDisk(p.platform, d))
 	}
@@ -174,6 +233,35 @@ func (p *Policy) Platform() Platform { return p.platform }
 
 // Mode is the file's mode (a tenant may override it).
 func (p *Policy) Mode() Mode { return p.mode }
+
+// orDefaultList is v, or def when v is absent (nil; an empty list is kept).
+func orDefaultList(v, def []string) []string {
+	if v == nil {
+		return def
+	}
+	return v
+}
+
+// parseProgram parses an allowedHostPrograms entry: an absolute host path.
+func parseProgram(platform Platform, raw string) (hostPath, error) {
+	hp, kind, err := parseHostPath(platform, raw)
+	if err != nil {
+		return hostPath{}, err
+	}
+	if kind != kindPath || len(hp.elems) == 0 {
+		return hostPath{}, fmt.Errorf("%q is not a program's path", raw)
+	}
+	return hp, nil
+}
+
+// parsePipePrefix parses a Windows stdio.allowedPaths entry \\.\pipe\<name prefix>.
+func parsePipePrefix(raw string) (string, error) {
+	name, ok := pipeName(raw)
+	if !ok {
+		return "", fmt.Errorf("%q is not \\\\.\\pipe\\ and a pipe name prefix of letters, digits, '.', '_' and '-'", raw)
+	}
+	return name, nil
+}
 
 func orDefault[T ~string](v, def T) T {
 	if v == "" {

@@ -128,6 +128,35 @@ type Untrusted struct {
 	AllowWritableFileShares bool `yaml:"allowWritableFileShares"`
 	// Limits bounds resources. 0 (the default) = no bound for that resource.
 	Limits Limits `yaml:"limits"`
+	// AllowedHostPrograms are the host programs an untrusted workload may make the node
+	// run (absolute paths, compared exactly): OCI hooks of any kind and binary:// programs
+	// of its standard streams. Default: none.
+	AllowedHostPrograms []string `yaml:"allowedHostPrograms"`
+	// Stdio restricts where an untrusted workload's standard streams go.
+	Stdio StdioPaths `yaml:"stdio"`
+	// Rootfs restricts where an untrusted workload's root file system comes from.
+	Rootfs Rootfs `yaml:"rootfs"`
+	// AllowedFields are fields of the field table's "denied" rows an untrusted workload may
+	// set anyway, by their config.json path (e.g. windows.credentialSpec for gMSA).
+	AllowedFields []string `yaml:"allowedFields"`
+}
+
+// StdioPaths restricts standard streams.
+type StdioPaths struct {
+	// AllowedPaths: Linux: directories the fifos (and file:// targets) must lie below
+	// (default: containerd's state directory, /run/containerd); Windows: named pipe
+	// prefixes \\.\pipe\<name-prefix> (default \\.\pipe\ctr-, containerd's clients'
+	// pipes). Absent: the default; an empty list allows no stream at all.
+	AllowedPaths []string `yaml:"allowedPaths"`
+}
+
+// Rootfs restricts root file systems.
+type Rootfs struct {
+	// AllowedSources are the directories snapshot mounts, layer folders and an absolute
+	// root.path must lie below. Absent: containerd's default root directory
+	// (/var/lib/containerd, C:\ProgramData\containerd\root); set it when containerd's
+	// root (or a snapshotter's root_path) is elsewhere.
+	AllowedSources []string `yaml:"allowedSources"`
 }
 
 // Sandbox names a sandbox runtime's containerd shim and the runtime options it reads: CRI's

@@ -59,6 +59,10 @@ type fixtureInput struct {
 	Process           *specs.Process    `json:"process,omitempty"`
 	Resources         *fixtureAny       `json:"resources,omitempty"`
 	UpdateAnnotations map[string]string `json:"updateAnnotations,omitempty"`
+	Rootfs            []hooks.Mount     `json:"rootfs,omitempty"`
+	Stdio             *hooks.Stdio      `json:"stdio,omitempty"`
+	Checkpoint        string            `json:"checkpoint,omitempty"`
+	ParentCheckpoint  string            `json:"parentCheckpoint,omitempty"`
 	Pod               *Pins             `json:"pod,omitempty"`
 }
 
@@ -168,12 +172,17 @@ func stableJSON(b []byte) json.RawMessage {
 }
 
 func toFixtureInput(in Input) fixtureInput {
-	return fixtureInput{
+	fi := fixtureInput{
 		Call: in.Call, Platform: in.Platform, Namespace: in.Namespace, ID: in.ID, ExecID: in.ExecID,
 		Role: in.Role, SandboxID: in.SandboxID, Spec: in.Spec, Options: toFixtureAny(in.Options),
 		Process: in.Process, Resources: toFixtureAny(in.Resources), UpdateAnnotations: in.UpdateAnnotations,
-		Pod: in.Pod,
+		Rootfs: in.Rootfs, Checkpoint: in.Checkpoint, ParentCheckpoint: in.ParentCheckpoint, Pod: in.Pod,
 	}
+	if in.Stdio != (hooks.Stdio{}) {
+		st := in.Stdio
+		fi.Stdio = &st
+	}
+	return fi
 }
 
 func (fi fixtureInput) toInput() (Input, error) {
@@ -181,6 +190,10 @@ func (fi fixtureInput) toInput() (Input, error) {
 		Call: fi.Call, Platform: fi.Platform, Namespace: fi.Namespace, ID: fi.ID, ExecID: fi.ExecID,
 		Role: fi.Role, SandboxID: fi.SandboxID, Spec: fi.Spec, Process: fi.Process,
 		UpdateAnnotations: fi.UpdateAnnotations, Pod: fi.Pod,
+		Rootfs: fi.Rootfs, Checkpoint: fi.Checkpoint, ParentCheckpoint: fi.ParentCheckpoint,
+	}
+	if fi.Stdio != nil {
+		in.Stdio = *fi.Stdio
 	}
 	var err error
 	if in.Options, err = fi.Options.toAny(); err != nil {

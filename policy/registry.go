@@ -42,6 +42,10 @@ var registry = mustRegistry([]*rule{
 	ruleDiskPassthrough,
 	ruleDevices,
 	ruleAnnotations,
+	ruleHostPrograms,
+	ruleStdio,
+	ruleRootfs,
+	ruleSpecFields,
 	ruleUpdateLimits,
 	// Last: it compares the pod's pins with the result of every rule above.
 	rulePodConsistency,

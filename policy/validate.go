@@ -237,12 +237,54 @@ func (v *validator) hostResources(platform Platform) {
 				v.add(at("devices", "allowed", i), "%v", err)
 			}
 		}
+		for i, raw := range u.AllowedHostPrograms {
+			if _, err := parseProgram(platform, raw); err != nil {
+				v.add(at("allowedHostPrograms", i), "%v", err)
+			}
+		}
+		for i, raw := range u.Stdio.AllowedPaths {
+			var err error
+			if platform == Windows {
+				_, err = parsePipePrefix(raw)
+			} else {
+				_, err = compilePrefix(platform, raw)
+			}
+			if err != nil {
+				v.add(at("stdio", "allowedPaths", i), "%v", err)
+			}
+		}
+		for i, raw := range u.Rootfs.AllowedSources {
+			if _, err := compilePrefix(platform, raw); err != nil {
+				v.add(at("rootfs", "allowedSources", i), "%v", err)
+			}
+		}
+	}
+	for i, f := range u.AllowedFields {
+		if !isAllowableField(platform, f) {
+			v.add(at("allowedFields", i), "%q is not a denied field of the field table (isoguard policy fields --class denied)", f)
+		}
 	}
 	for i, d := range u.Mounts.AllowedDisks {
 		if strings.TrimSpace(d) == "" || strings.ContainsFunc(d, func(r rune) bool { return r < 0x20 }) {
 			v.add(at("mounts", "allowedDisks", i), "%q is not a disk source", d)
 		}
 	}
+}
+
+// isAllowableField reports whether f is the config.json path of a denied row of the field
+// table (for platform; "" = either).
+func isAllowableField(platform Platform, f string) bool {
+	for _, d := range fieldTable {
+		if d.Class != FieldDenied || (platform != "" && !d.appliesTo(platform)) {
+			continue
+		}
+		for _, p := range []Platform{Windows, Linux} {
+			if d.appliesTo(p) && specPath(d.Scope, p, d.Path) == f {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (v *validator) annotations() {

@@ -13,9 +13,14 @@ import (
 
 	apitypes "github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/isoguard/isoguard/internal/bundle"
+	"github.com/isoguard/isoguard/internal/logfields"
+	"github.com/isoguard/isoguard/internal/proc"
 	"github.com/isoguard/isoguard/shim/internal/bootstrap"
+	"github.com/isoguard/isoguard/shim/internal/transport"
 )
 
 // Bounds on the delegate's own commands. waitDelay bounds how long a command's output
@@ -92,6 +97,9 @@ func runDelegateStart(ctx context.Context, path string, f Flags, bundleDir strin
 	defer cancel()
 	cmd.Dir = bundleDir
 	cmd.Stdin = bytes.NewReader(stdin)
+	// A wrapper daemon killed while it waits must not leave this start running (it would
+	// go on to spawn a delegate daemon nobody cleans up): see cleanupAbandonedDaemon.
+	cmd.SysProcAttr = proc.DiesWithParent()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return bootstrap.Answer{}, fmt.Errorf("delegate %s start failed: %w: %w: %s", path, err, errdefs.ErrUnavailable, bootstrap.Truncate(string(bytes.TrimSpace(out)), 4096))
@@ -140,4 +148,40 @@ func runDelegateInfo(ctx context.Context, path string, options []byte) (*apitype
 		return nil, fmt.Errorf("%s -info printed no RuntimeInfo: %v: %w", path, err, errdefs.ErrInvalidArgument)
 	}
 	return &ri, nil
+}
+
+// cleanupStartedDelegate ends a delegate started for rec's instance that will not be
+// served: its `delete` (which also cleans what it created), then its processes
+// (terminateDelegate), then its socket if nothing serves it any more (a delegate that died
+// or was killed removes nothing; containerd may run `delete` only once the bundle, and
+// with it the wrapper's record, is gone).
+func cleanupStartedDelegate(ctx context.Context, f Flags, bundleDir string, rec *bundle.Record) {
+	f.Bundle = bundleDir
+	if _, err := runDelegateDelete(ctx, rec.Delegate.Path, f, io.Discard); err != nil {
+		log.G(ctx).WithError(err).Warn("delegate delete during cleanup")
+	}
+	terminateDelegate(ctx, rec, f.Address)
+	if rec.Delegate.Address != "" && rec.Delegate.Address != rec.Address {
+		if err := transport.RemoveDeadSocket(rec.Delegate.Address); err != nil {
+			log.G(ctx).WithError(err).Warn("remove delegate socket")
+		}
+	}
+}
+
+// terminateDelegate ends the delegate processes of rec's instance: its recorded pid, or,
+// when nobody told the wrapper its pid (containerd's runc shims write no shim.pid, and a
+// delegate that never answered Connect never said), the shim processes of the delegate's
+// binary for this instance of the containerd at containerdAddress (proc.Shims; Linux).
+// Each is verified by its command line before it is signalled.
+func terminateDelegate(ctx context.Context, rec *bundle.Record, containerdAddress string) {
+	pids := []int{rec.Delegate.Pid}
+	if rec.Delegate.Pid == 0 {
+		pids = proc.Shims(rec.Delegate.Path, rec.Namespace, rec.ID, containerdAddress)
+	}
+	for _, pid := range pids {
+		if proc.Matches(pid, rec.Delegate.Path, rec.ID) {
+			log.G(ctx).WithField(logfields.Pid, pid).Info("terminating delegate shim")
+			_ = proc.Terminate(pid, 2*time.Second)
+		}
+	}
 }

@@ -42,7 +42,7 @@ func deleteAction(ctx context.Context, f Flags, stdout, stderr io.Writer, h hook
 		// The wrapper's start was denied and no delegate ever ran: nothing but the wrapper
 		// itself to clean up, and containerd's answer comes from here.
 		if owner {
-			cleanupOwner(ctx, rec)
+			cleanupOwner(ctx, rec, f.Address)
 		}
 		return writeDeleteResponse(stdout)
 	}
@@ -64,14 +64,14 @@ func deleteAction(ctx context.Context, f Flags, stdout, stderr io.Writer, h hook
 		// process instead of two. What a killed wrapper left is removed first, as nothing
 		// runs after the exec.
 		if owner {
-			cleanupOwner(ctx, rec)
+			cleanupOwner(ctx, rec, f.Address)
 		}
 		err := proc.Replace(delegatePath, f.delegateArgs(ActionDelete))
 		return fmt.Errorf("delegate %s delete: %w: %w", delegatePath, err, errdefs.ErrUnavailable)
 	}
 	out, err := runDelegateDelete(ctx, delegatePath, f, stderr)
 	if owner {
-		cleanupOwner(ctx, rec)
+		cleanupOwner(ctx, rec, f.Address)
 	}
 	if err != nil {
 		return err
@@ -110,7 +110,7 @@ func recordFor(dir string) (rec *bundle.Record, owner bool, err error) {
 // wrapper daemon (if containerd deletes while it still runs), the delegate daemon (the
 // wrapper may have been killed before it could Shutdown it) and the wrapper socket. Each
 // process is verified before it is signalled, so a reused pid is never hit.
-func cleanupOwner(ctx context.Context, rec *bundle.Record) {
+func cleanupOwner(ctx context.Context, rec *bundle.Record, address string) {
 	self := ""
 	if exe, err := os.Executable(); err == nil {
 		self = exe
@@ -119,8 +119,9 @@ func cleanupOwner(ctx context.Context, rec *bundle.Record) {
 		log.G(ctx).WithField(logfields.Pid, rec.Pid).Info("terminating wrapper daemon")
 		_ = proc.Terminate(rec.Pid, 2*time.Second)
 	}
-	if rec.Delegate.Pid == 0 && rec.Delegate.Address != "" {
-		// The wrapper was killed before it recorded the delegate's pid: ask the delegate.
+	if rec.Delegate.Pid == 0 && rec.Delegate.Address != "" && len(proc.Shims(rec.Delegate.Path, rec.Namespace, rec.ID, address)) == 0 {
+		// The wrapper was killed before it recorded the delegate's pid, and no command line
+		// tells (Windows): ask the delegate.
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		if c, pid, err := relay.Connect(ctx, rec.Delegate.Address, rec.Delegate.Version, func() {}); err == nil {
 			rec.Delegate.Pid = pid
@@ -128,10 +129,7 @@ func cleanupOwner(ctx context.Context, rec *bundle.Record) {
 		}
 		cancel()
 	}
-	if proc.Matches(rec.Delegate.Pid, rec.Delegate.Path, rec.ID) {
-		log.G(ctx).WithField(logfields.Pid, rec.Delegate.Pid).Info("terminating delegate shim left behind")
-		_ = proc.Terminate(rec.Delegate.Pid, 2*time.Second)
-	}
+	terminateDelegate(ctx, rec, address)
 	if err := transport.RemoveAddress(rec.Address); err != nil {
 		log.G(ctx).WithError(err).Warn("remove wrapper socket")
 	}

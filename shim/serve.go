@@ -20,7 +20,6 @@ import (
 	"github.com/isoguard/isoguard/internal/bundle"
 	"github.com/isoguard/isoguard/internal/cri"
 	"github.com/isoguard/isoguard/internal/logfields"
-	"github.com/isoguard/isoguard/internal/proc"
 	"github.com/isoguard/isoguard/shim/hooks"
 	"github.com/isoguard/isoguard/shim/internal/bootstrap"
 	"github.com/isoguard/isoguard/shim/internal/relay"
@@ -83,6 +82,11 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 	if d.denial != nil {
 		return d.serveRefusal(ctx, l, rep, sigs)
 	}
+	if s, ok := signalled(sigs); ok {
+		return fmt.Errorf("stopped by %s before the delegate started: %w", s, errdefs.ErrAborted)
+	}
+	// `start` cleans up after a daemon killed from here on: it must know the delegate.
+	rep.progress(readiness{Delegate: d.rec.Delegate.Path})
 	answer, err := d.startDelegate(ctx, delegateStdin)
 	if err != nil {
 		return err
@@ -104,7 +108,7 @@ func serve(ctx context.Context, f Flags, stdin io.Reader, ready io.WriteCloser, 
 	defer srv.Close()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, l) }()
-	rep.report(readiness{Address: f.Socket})
+	rep.report(readiness{Address: f.Socket, Version: d.rec.TaskAPI})
 	go freeMemory()
 	log.G(ctx).WithFields(log.Fields{
 		logfields.Address: f.Socket, logfields.Pid: os.Getpid(),
@@ -136,18 +140,19 @@ func listen(ctx context.Context, address string) (net.Listener, func(), error) {
 // instance and what the delegate gets on stdin.
 func decideStart(ctx context.Context, f Flags, stdin io.Reader, h hooks.Hooks) (*daemon, []byte, error) {
 	sc, err := readStartContext(f, stdin)
-	if err != nil {
-		return nil, nil, err
+	if err == nil && sc.role.IsWorkload() {
+		err = fmt.Errorf("container %s joins pod %s and gets no wrapper of its own: %w", f.ID, sc.sandboxID, errdefs.ErrInvalidArgument)
 	}
-	if sc.role.IsWorkload() {
-		return nil, nil, fmt.Errorf("container %s joins pod %s and gets no wrapper of its own: %w", f.ID, sc.sandboxID, errdefs.ErrInvalidArgument)
+	if err != nil {
+		h.Refused(ctx, hooks.Refusal{Call: "start", Namespace: f.Namespace, ID: f.ID, SandboxID: sc.sandboxID, Cause: err})
+		return nil, nil, err
 	}
 	d := &daemon{
 		f: f, hooks: h, bundle: sc.bundle, delegateGone: make(chan struct{}),
 		inst: &hooks.Instance{Namespace: f.Namespace, ID: f.ID, Bundle: sc.bundle, Sandbox: sc.role == cri.RoleSandbox},
 	}
 	self, _ := os.Executable()
-	d.rec = &bundle.Record{ID: f.ID, Namespace: f.Namespace, Sandbox: d.inst.Sandbox, Address: f.Socket, Pid: os.Getpid(), Binary: self}
+	d.rec = &bundle.Record{ID: f.ID, Namespace: f.Namespace, Sandbox: d.inst.Sandbox, Address: f.Socket, TaskAPI: bootstrap.AnswerVersion(sc.in), Pid: os.Getpid(), Binary: self}
 	req := &hooks.StartRequest{Options: sc.in.Options}
 	if err := relay.RunHook(ctx, "start", func() error { return h.Start(ctx, d.inst, req) }); err != nil {
 		if errdefs.IsPermissionDenied(err) {
@@ -179,7 +184,7 @@ func (d *daemon) serveRefusal(ctx context.Context, l net.Listener, rep *reporter
 	if err := bundle.WriteRecord(d.bundle, d.rec); err != nil {
 		return fmt.Errorf("write isoguard record: %w", err)
 	}
-	if err := bundle.WriteRestoreFiles(d.bundle, d.rec.Address, d.rec.Pid); err != nil {
+	if err := bundle.WriteRestoreFiles(d.bundle, d.rec.Address, d.rec.Pid, d.rec.TaskAPI); err != nil {
 		return err
 	}
 	srv, err := ttrpc.NewServer(transport.ServerOptions()...)
@@ -190,7 +195,7 @@ func (d *daemon) serveRefusal(ctx context.Context, l net.Listener, rep *reporter
 	relay.RegisterRefusal(srv, d.denial, os.Getpid(), d.gone)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, l) }()
-	rep.report(readiness{Address: d.f.Socket})
+	rep.report(readiness{Address: d.f.Socket, Version: d.rec.TaskAPI})
 	log.G(ctx).WithError(d.denial).Info("start denied; the denial answers containerd's Create")
 	err = d.awaitEnd(ctx, served, sigs)
 	// Let Shutdown's answer reach containerd before the connection closes.
@@ -223,7 +228,7 @@ func (d *daemon) recordStart(ctx context.Context, dc *relay.Delegate, started ti
 	if err != nil {
 		err = fmt.Errorf("write isoguard record: %w", err)
 	} else {
-		err = bundle.WriteRestoreFiles(d.bundle, d.rec.Address, d.rec.Pid)
+		err = bundle.WriteRestoreFiles(d.bundle, d.rec.Address, d.rec.Pid, d.rec.TaskAPI)
 	}
 	if err != nil {
 		_ = dc.Wait(ctx)
@@ -250,7 +255,7 @@ func (d *daemon) recordStart(ctx context.Context, dc *relay.Delegate, started ti
 
 // newServer is the ttrpc server containerd talks to, with the relay registered.
 func (d *daemon) newServer(dc *relay.Delegate, version int) (*ttrpc.Server, *relay.Proxy, error) {
-	proxy, err := relay.New(dc, version, d.hooks, d.inst)
+	proxy, err := relay.New(dc, version, joiner{Hooks: d.hooks}, d.inst)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -294,17 +299,9 @@ func shutdown(ctx context.Context, srv *ttrpc.Server, proxy *relay.Proxy) {
 	_ = srv.Close()
 }
 
-// cleanupDelegate ends a delegate this wrapper started: its `delete` (which also cleans
-// what it created), then its process if still there.
+// cleanupDelegate ends a delegate this wrapper started (cleanupStartedDelegate).
 func (d *daemon) cleanupDelegate(ctx context.Context) {
-	f := d.f
-	f.Bundle = d.bundle
-	if _, err := runDelegateDelete(ctx, d.rec.Delegate.Path, f, io.Discard); err != nil {
-		log.G(ctx).WithError(err).Warn("delegate delete during cleanup")
-	}
-	if proc.Matches(d.rec.Delegate.Pid, d.rec.Delegate.Path, d.rec.ID) {
-		_ = proc.Terminate(d.rec.Delegate.Pid, 2*time.Second)
-	}
+	cleanupStartedDelegate(ctx, d.f, d.bundle, d.rec)
 }
 
 // signalled reports a signal already received, without waiting.

@@ -5,40 +5,42 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
-
-	"github.com/containerd/errdefs"
 
 	"github.com/isoguard/isoguard/internal/bundle"
 	"github.com/isoguard/isoguard/internal/cri"
 	"github.com/isoguard/isoguard/shim/hooks"
 	"github.com/isoguard/isoguard/shim/internal/bootstrap"
-	"github.com/isoguard/isoguard/shim/internal/relay"
 	"github.com/isoguard/isoguard/shim/internal/transport"
 )
 
 // start is `start`. It prints nothing but the answer (containerd reads stdout and stderr
-// combined) and answers a plain address: task API version 2 over ttrpc. A workload
-// container joins its pod's wrapper; anything else gets a wrapper daemon of its own.
+// combined): the wrapper's address with task API version 3 for containerd >= 2.3, else
+// the plain address (version 2; bootstrap.AnswerVersion). A workload container joins its
+// pod's wrapper; anything else gets a wrapper daemon of its own.
 func start(ctx context.Context, f Flags, stdin io.Reader, stdout io.Writer, h hooks.Hooks) error {
 	if err := f.validate(); err != nil {
 		return err
 	}
 	sc, err := readStartContext(f, stdin)
 	if err != nil {
+		h.Refused(ctx, hooks.Refusal{Call: "start", Namespace: f.Namespace, ID: f.ID, Cause: err})
 		return err
 	}
-	var address string
+	var answer bootstrap.Answer
 	if sc.role.IsWorkload() {
-		address, err = joinPod(ctx, f, sc, h)
+		answer, err = joinPod(ctx, f, sc, h)
 	} else {
 		socket := transport.WrapperAddress(f.Address, f.Namespace, f.ID, sc.in.SocketDir())
-		address, err = spawnDaemon(f, sc.bundle, sc.data, socket)
+		answer, err = spawnDaemon(f, sc.bundle, sc.data, socket)
 	}
 	if err != nil {
 		return err
 	}
-	_, err = io.WriteString(stdout, address)
+	out, err := answer.Encode()
+	if err != nil {
+		return err
+	}
+	_, err = stdout.Write(out)
 	return err
 }
 
@@ -70,39 +72,4 @@ func readStartContext(f Flags, stdin io.Reader) (startContext, error) {
 	}
 	sc.role, sc.sandboxID, err = bundle.Role(spec)
 	return sc, err
-}
-
-// joinPod answers the pod's wrapper address for a workload container, and only for a pod
-// this wrapper started and recorded (threats T4). It never answers the delegate's address:
-// containerd would then talk to the delegate directly for this container.
-func joinPod(ctx context.Context, f Flags, sc startContext, h hooks.Hooks) (string, error) {
-	sb, err := bundle.Sibling(sc.bundle, sc.sandboxID)
-	if err != nil {
-		return "", err
-	}
-	rec, err := bundle.ReadRecord(sb)
-	if err != nil {
-		if errdefs.IsNotFound(err) {
-			return "", fmt.Errorf("container %s names pod sandbox %s, which isoguard did not start in namespace %s: %w",
-				f.ID, sc.sandboxID, f.Namespace, errdefs.ErrPermissionDenied)
-		}
-		return "", fmt.Errorf("container %s: pod sandbox %s: %w", f.ID, sc.sandboxID, err)
-	}
-	if !rec.Sandbox || rec.ID != sc.sandboxID || rec.Namespace != f.Namespace {
-		return "", fmt.Errorf("container %s names %s, which isoguard started as a %s in namespace %s, not as a pod sandbox in namespace %s: %w",
-			f.ID, sc.sandboxID, rec.Kind(), rec.Namespace, f.Namespace, errdefs.ErrPermissionDenied)
-	}
-	conn, err := transport.Dial(rec.Address, 2*time.Second)
-	if err != nil {
-		return "", fmt.Errorf("pod sandbox %s's wrapper at %s is not running: %w: %w", sc.sandboxID, rec.Address, err, errdefs.ErrUnavailable)
-	}
-	conn.Close()
-	if err := relay.RunHook(ctx, "join", func() error { return h.Join(ctx, rec.Instance(sb), sc.bundle) }); err != nil {
-		return "", err
-	}
-	// containerd 1.x restores this container's connection from its own bundle's address.
-	if err := bundle.WriteRestoreFiles(sc.bundle, rec.Address, rec.Pid); err != nil {
-		return "", err
-	}
-	return rec.Address, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -38,11 +39,19 @@ func specWith(t *testing.T, ann map[string]string) []byte {
 	return b
 }
 
-// stubHooks is a hooks.Hooks whose delegate and start outcome a test sets.
+// stubHooks is a hooks.Hooks whose delegate and start outcome a test sets; it keeps the
+// refusals it is told of.
 type stubHooks struct {
 	hooks.PassThrough
 	delegate hooks.Delegate
 	startErr error
+	refused  *[]hooks.Refusal
+}
+
+func (h stubHooks) Refused(_ context.Context, r hooks.Refusal) {
+	if h.refused != nil {
+		*h.refused = append(*h.refused, r)
+	}
 }
 
 func (h stubHooks) Delegate(context.Context) (hooks.Delegate, error) { return h.delegate, nil }
@@ -92,10 +101,17 @@ func podFixture(t *testing.T, sandbox bool, listening bool) (nsDir string, rec *
 
 func runStart(t *testing.T, bundle, id string) (code int, stdout, stderr string) {
 	t.Helper()
+	code, stdout, stderr, _ = runStartRefused(t, bundle, id)
+	return code, stdout, stderr
+}
+
+// runStartRefused is runStart that also returns the refusals the hooks were told of.
+func runStartRefused(t *testing.T, bundle, id string) (code int, stdout, stderr string, refused []hooks.Refusal) {
+	t.Helper()
 	t.Chdir(bundle)
 	var out, errb bytes.Buffer
-	code = Run(context.Background(), startArgv(id), bytes.NewReader(nil), &out, &errb, hooks.PassThrough{})
-	return code, out.String(), errb.String()
+	code = Run(context.Background(), startArgv(id), bytes.NewReader(nil), &out, &errb, stubHooks{refused: &refused})
+	return code, out.String(), errb.String(), refused
 }
 
 func TestStartWorkloadJoinsRecordedPod(t *testing.T) {
@@ -122,6 +138,10 @@ func TestStartWorkloadJoinsRecordedPod(t *testing.T) {
 	if err := json.Unmarshal(data, &bj); err != nil || bj["address"] != rec.Address || bj["version"] != float64(2) {
 		t.Fatalf("bootstrap.json = %s (%v)", data, err)
 	}
+	// The pod's wrapper will not join it again at its Create.
+	if !bundle.Joined(c1, "sb1") {
+		t.Fatal("no join marker in the container's bundle")
+	}
 }
 
 func TestStartWorkloadRefusals(t *testing.T) {
@@ -140,12 +160,16 @@ func TestStartWorkloadRefusals(t *testing.T) {
 			nsDir, _ := podFixture(t, tc.sandbox, tc.listening)
 			c := filepath.Join(nsDir, "c2")
 			writeBundleSpec(t, c, map[string]string{cri.ContainerType: "container", cri.SandboxID: tc.claims})
-			code, out, errs := runStart(t, c, "c2")
+			code, out, errs, refused := runStartRefused(t, c, "c2")
 			if code == 0 || out != "" {
 				t.Fatalf("start succeeded (%q); want refusal", out)
 			}
 			if !strings.Contains(errs, tc.want) {
 				t.Fatalf("stderr %q does not say %q", errs, tc.want)
+			}
+			// The refusal is told to the hooks (the enforcer audits it).
+			if len(refused) != 1 || refused[0].Call != "join" || refused[0].ID != "c2" || refused[0].SandboxID != tc.claims || !strings.Contains(refused[0].Cause.Error(), tc.want) {
+				t.Fatalf("refusals told to the hooks: %+v", refused)
 			}
 		})
 	}
@@ -154,9 +178,12 @@ func TestStartWorkloadRefusals(t *testing.T) {
 func TestStartRejectsBadInput(t *testing.T) {
 	dir := t.TempDir()
 	writeBundleSpec(t, dir, map[string]string{cri.ContainerType: "container"})
-	code, _, errs := runStart(t, dir, "x")
+	code, _, errs, refused := runStartRefused(t, dir, "x")
 	if code == 0 || !strings.HasPrefix(errs, "containerd-shim-isoguard-v1: annotation") || !strings.Contains(errs, "without "+cri.SandboxID) {
 		t.Fatalf("code %d stderr %q", code, errs)
+	}
+	if len(refused) != 1 || refused[0].Call != "start" || !errdefs.IsInvalidArgument(refused[0].Cause) {
+		t.Fatalf("refusals told to the hooks: %+v", refused)
 	}
 	t.Chdir(dir)
 	var out, errb bytes.Buffer
@@ -220,7 +247,7 @@ func TestServeStartDenied(t *testing.T) {
 	h := stubHooks{delegate: hooks.Delegate{Path: "/nonexistent/shim"}, startErr: denial}
 	served := make(chan error, 1)
 	go func() { served <- serve(context.Background(), f, bytes.NewReader(nil), w, h) }()
-	rd, err := awaitReadiness(r)
+	rd, _, err := awaitReadiness(r)
 	if err != nil || rd.Error != "" || rd.Address != f.Socket {
 		t.Fatalf("readiness %+v, %v: a denied start still answers containerd", rd, err)
 	}
@@ -244,7 +271,9 @@ func TestServeStartDenied(t *testing.T) {
 	if _, err := task.State(ctx, &taskv2.StateRequest{ID: f.ID}); !errdefs.IsNotFound(errgrpc.ToNative(err)) {
 		t.Fatalf("State: %v, want not found", err)
 	}
-	if _, err := task.Shutdown(ctx, &taskv2.ShutdownRequest{ID: f.ID}); err != nil {
+	// containerd takes a connection closed before Shutdown's answer as success
+	// (core/runtime/v2/shim.go Shutdown: errors.Is(err, ttrpc.ErrClosed)).
+	if _, err := task.Shutdown(ctx, &taskv2.ShutdownRequest{ID: f.ID}); err != nil && !errors.Is(err, ttrpc.ErrClosed) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	select {

@@ -44,6 +44,42 @@ func TestDocsShowCurrentOutput(t *testing.T) {
 	}
 }
 
+// generatedMarker encloses markdown that must equal the output of a command (rendered, not
+// fenced: the field table).
+var generatedMarker = regexp.MustCompile("(?s)<!-- begin output of: isoguard ([^>]*?) -->\n(.*?)<!-- end output -->")
+
+// TestDocsShowCurrentTables keeps generated markdown in the docs current; with -update-config
+// it rewrites it.
+func TestDocsShowCurrentTables(t *testing.T) {
+	path := filepath.Join(docsDir, "policy.md")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	doc := generatedMarker.ReplaceAllStringFunc(string(data), func(block string) string {
+		m := generatedMarker.FindStringSubmatch(block)
+		seen++
+		code, out, errOut := cfgRun(strings.Fields(m[1])...)
+		if code != exitOK {
+			t.Errorf("isoguard %s: exit %d: %s", m[1], code, errOut)
+			return block
+		}
+		if out != m[2] && !*cfgUpdate {
+			t.Errorf("%s shows an outdated output of `isoguard %s` (run `go test ./cmd/isoguard -run %s -update-config`)", path, m[1], t.Name())
+		}
+		return "<!-- begin output of: isoguard " + m[1] + " -->\n" + out + "<!-- end output -->"
+	})
+	if seen == 0 {
+		t.Fatalf("no generated table in %s (marker removed?)", path)
+	}
+	if *cfgUpdate && doc != string(data) {
+		if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // threatRows reads the rows "| T<n> | ... |" of docs/threat-model.md.
 func threatRows(t *testing.T) map[string]string {
 	t.Helper()

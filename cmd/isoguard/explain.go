@@ -109,10 +109,11 @@ func explain(a explainArgs) (out explanation, allowed bool, code int, err error)
 	if err != nil {
 		return out, false, exitFail, err
 	}
-	spec, err := bundle.ReadSpec(a.bundle)
+	read, err := bundle.ReadSpec(a.bundle)
 	if err != nil {
 		return out, false, exitFail, err
 	}
+	spec := read.Spec
 	var opts *anypb.Any
 	if a.options != "" {
 		if opts, err = readOptions(a.options); err != nil {
@@ -162,10 +163,11 @@ func workloadCalls(pol *policy.Policy, a explainArgs, start policy.Input, opts *
 	if a.sandboxBundle == "" {
 		return nil, exitUsage, fmt.Errorf("this is a workload container of pod %s: pass --sandbox-bundle with the pod sandbox's bundle", start.SandboxID)
 	}
-	sbSpec, err := bundle.ReadSpec(a.sandboxBundle)
+	sb, err := bundle.ReadSpec(a.sandboxBundle)
 	if err != nil {
 		return nil, exitFail, fmt.Errorf("sandbox: %w", err)
 	}
+	sbSpec := sb.Spec
 	sbStart := enforce.NewInput(policy.CallStart, a.namespace, filepath.Base(filepath.Clean(a.sandboxBundle)), sbSpec, nil)
 	sbStart.Options = opts
 	d := pol.Evaluate(sbStart)

@@ -113,7 +113,7 @@ func TestExplain(t *testing.T) {
 	sb := writeBundle(t, filepath.Join(ns, "sb1"), map[string]any{
 		"ociVersion": "1.1.0", "annotations": ann,
 		"process": map[string]any{"user": map[string]any{"username": "ContainerAdministrator"}, "args": []string{"cmd"}, "cwd": `C:\`},
-		"windows": map[string]any{"layerFolders": []string{`C:\layers\1`}},
+		"windows": map[string]any{"layerFolders": []string{`C:\ProgramData\containerd\root\io.containerd.snapshotter.v1.windows\snapshots\1`}},
 	})
 	opts, _ := anypb.New(&runhcsopts.Options{SandboxIsolation: runhcsopts.Options_PROCESS, SandboxPlatform: "windows/amd64"})
 	opts.TypeUrl = "containerd.runhcs.v1.Options"
@@ -147,7 +147,7 @@ func TestExplain(t *testing.T) {
 		"ociVersion": "1.1.0", "annotations": wann,
 		"process": map[string]any{"user": map[string]any{"username": "ContainerUser"}, "args": []string{"cmd"}, "cwd": `C:\`},
 		"mounts":  []map[string]any{{"destination": `C:\ssh`, "source": `C:\Users\Administrator\.ssh`}},
-		"windows": map[string]any{"layerFolders": []string{`C:\layers\1`}},
+		"windows": map[string]any{"layerFolders": []string{`C:\ProgramData\containerd\root\io.containerd.snapshotter.v1.windows\snapshots\1`}},
 	})
 	code, out, errs = runCLI("explain", "--policy", pol, "--platform", "windows", "--bundle", c1, "--sandbox-bundle", sb, "--json")
 	if code != exitDenied {

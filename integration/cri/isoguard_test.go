@@ -192,11 +192,16 @@ untrusted:
       - /var/lib/kubelet/pods/{podUID}/
       - %s/io.containerd.grpc.v1.cri/sandboxes/{sandboxID}/
       - %s/io.containerd.grpc.v1.cri/sandboxes/{sandboxID}/
+  # This containerd keeps its snapshots and fifos in the test's own root and state.
+  rootfs:
+    allowedSources: [%s/]
+  stdio:
+    allowedPaths: [%s/]
   limits:
     memoryMB: %d
     cpuCount: 2
 `, mode, filepath.Join(bin, "containerd-shim-runc-v2"), trustedNS, n.audit, rotation,
-		filepath.Join(n.gvisor, "containerd-shim-runsc-v1"), runscToml, n.Root, n.State, limitMB)
+		filepath.Join(n.gvisor, "containerd-shim-runsc-v1"), runscToml, n.Root, n.State, n.Root, n.State, limitMB)
 	if err := os.WriteFile(n.policy, []byte(policy), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -216,10 +221,11 @@ func (n *isoNode) assertNoSandboxLeft(t *testing.T) {
 		for _, e := range entries {
 			left = append(left, "runsc state "+e.Name())
 		}
+		// Only this node's: other tests (make stress) may run gVisor on the machine.
 		for _, p := range n.gvisorProcesses() {
 			left = append(left, "gVisor process "+p.String())
 		}
-		for _, p := range harness.ProcessesMatching(n.shim + " ") {
+		for _, p := range n.wrappersOfDaemon() {
 			left = append(left, "wrapper process "+p.String())
 		}
 		if len(left) == 0 {
@@ -234,18 +240,56 @@ func (n *isoNode) assertNoSandboxLeft(t *testing.T) {
 }
 
 // gvisorProcesses lists the gVisor processes of this node: its shims and runsc commands (the
-// binaries of n.gvisor, which other tests' daemons share, with this daemon's address or
-// runsc root) and its sandboxes and gofers (runsc-sandbox, runsc-gofer: their command
-// line names runsc's root, not the binary).
+// binaries of n.gvisor, which other tests' daemons share, naming this daemon's socket,
+// state or runsc root) and its sandboxes and gofers (runsc-sandbox, runsc-gofer: their
+// command line names runsc's root, not the binary).
 func (n *isoNode) gvisorProcesses() []harness.Process {
 	var ps []harness.Process
 	for _, p := range harness.Processes() {
-		ours := strings.Contains(p.Cmdline, n.runscRoot) || strings.Contains(p.Cmdline, n.Dir+"/")
-		if ours && (strings.Contains(p.Cmdline, n.gvisor) || strings.HasPrefix(p.Cmdline, "runsc")) {
+		if n.owns(p) && (strings.Contains(p.Cmdline, n.gvisor) || strings.HasPrefix(p.Cmdline, "runsc")) {
 			ps = append(ps, p)
 		}
 	}
 	return ps
+}
+
+// assertJoinPath checks how the pod's workload containers reached its wrapper, and that
+// each was joined once: containerd 2.4 (BootstrapParams on start's stdin, so the wrapper
+// answered task API version 3) reuses the wrapper without running `start` for them (it
+// writes the container bundle's "sandbox" file and a version 3 bootstrap.json; the join
+// ran at Create); containerd 1.7 runs `start` for each (the wrapper's join writes the
+// bundle's address file).
+func (n *isoNode) assertJoinPath(t *testing.T, version, podID string, containers ...string) {
+	t.Helper()
+	for _, id := range containers {
+		dir := filepath.Join(n.State, "io.containerd.runtime.v2.task", harness.CRINamespace, id)
+		_, sandboxErr := os.Stat(filepath.Join(dir, "sandbox"))
+		_, addressErr := os.Stat(filepath.Join(dir, "address"))
+		bj, _ := os.ReadFile(filepath.Join(dir, "bootstrap.json"))
+		marker, _ := os.ReadFile(filepath.Join(dir, "isoguard-joined"))
+		reused := sandboxErr == nil && addressErr != nil && strings.Contains(string(bj), `"version":3`)
+		started := sandboxErr != nil && addressErr == nil
+		if version == "2.4" && !reused || version == "1.7" && !started {
+			t.Errorf("containerd %s, container %s: sandbox file %v, address file %v, bootstrap.json %s", version, id, sandboxErr == nil, addressErr == nil, bj)
+		}
+		if string(marker) != podID {
+			t.Errorf("container %s: join marker %q, want %q", id, marker, podID)
+		}
+		joins := 0
+		for _, r := range n.auditRecords(t) {
+			if r.Call == "join" && r.ID == id {
+				joins++
+			}
+		}
+		if joins != 1 {
+			t.Errorf("container %s: %d join records, want 1", id, joins)
+		}
+	}
+}
+
+// owns reports whether a process belongs to this node's containerd.
+func (n *isoNode) owns(p harness.Process) bool {
+	return strings.Contains(p.Cmdline, n.Address) || strings.Contains(p.Cmdline, n.runscRoot) || strings.Contains(p.Cmdline, n.State)
 }
 
 // auditRecords reads the audit trail (every line must be a record).
@@ -310,7 +354,18 @@ func (n *isoNode) wrapperOf(t *testing.T, pod *harness.Pod) map[string]any {
 
 // wrappersOfDaemon lists the wrapper processes of this daemon.
 func (n *isoNode) wrappersOfDaemon() []harness.Process {
-	return harness.ProcessesMatching(n.shim + " ")
+	return n.processes(n.shim + " ")
+}
+
+// processes lists this node's processes whose command line holds substr.
+func (n *isoNode) processes(substr string) []harness.Process {
+	var out []harness.Process
+	for _, p := range harness.ProcessesMatching(substr) {
+		if n.owns(p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // kernel is what a container sees of the kernel.
@@ -395,6 +450,7 @@ func testIsoguardTrustedPod(t *testing.T, version string) {
 	if ws := n.wrappersOfDaemon(); len(ws) != 1 {
 		t.Errorf("wrapper processes: %v, want exactly one for the pod", ws)
 	}
+	n.assertJoinPath(t, version, pod.ID, app.ID, second.ID)
 	w := n.wrapperOf(t, pod)
 	if w["trusted"] != true || w["isolation"] != "runc" || !strings.HasSuffix(fmt.Sprint(w["delegate"]), "containerd-shim-runc-v2") || w["user"] != nil || w["kubernetesPod"] != "dns" {
 		t.Errorf("isoguard ps: %v", w)
@@ -483,11 +539,17 @@ func testIsoguardUntrustedPod(t *testing.T, version string) {
 	if r := n.record(t, "create", second.ID); r.Outcome != audit.OutcomeMutated || r.Trusted {
 		t.Errorf("audit of the second container's create: %+v", r)
 	}
+	n.assertJoinPath(t, version, pod.ID, app.ID, second.ID)
 
-	// Stop and remove finish promptly.
+	// Stop and remove finish promptly; removing a container leaves the pod running
+	// (containerd 2.4 asks the pod's wrapper to Shut down for the container, and gVisor's
+	// shim would exit on any Shutdown that reached it).
 	start = time.Now()
 	second.Stop(t, 10*time.Second)
 	second.Remove(t, false)
+	if got := strings.TrimSpace(mustExec(t, app, true, "id", "-u")); got != strconv.Itoa(sandboxUID) {
+		t.Errorf("exec after removing the second container: %q", got)
+	}
 	pod.Stop(t)
 	pod.Remove(t, false)
 	if took := time.Since(start); took > 20*time.Second {

@@ -126,14 +126,21 @@ type buildResult struct {
 	err  error
 }
 
-var builds sync.Map // package -> *buildResult
+var builds sync.Map // package and tags -> *buildResult
 
 // BuildBinary builds a main package of this module ("./cmd/containerd-shim-isoguard-v1")
 // for the host platform, once per test process, and returns the binary's path. The file
 // is named after the package's last element, so containerd finds a shim under its name.
 func BuildBinary(t testing.TB, pkg string) string {
 	t.Helper()
-	v, _ := builds.LoadOrStore(pkg, &buildResult{})
+	return BuildBinaryTags(t, pkg, "")
+}
+
+// BuildBinaryTags is BuildBinary with build tags (go build -tags TAGS), e.g. a test-only
+// knob; each set of tags is its own binary, in its own directory.
+func BuildBinaryTags(t testing.TB, pkg, tags string) string {
+	t.Helper()
+	v, _ := builds.LoadOrStore(pkg+"\x00"+tags, &buildResult{})
 	r := v.(*buildResult)
 	r.once.Do(func() {
 		dir, err := processTempDir()
@@ -151,7 +158,11 @@ func BuildBinary(t testing.TB, pkg string) string {
 		out := filepath.Join(dir, name)
 		// Built like a release (Makefile `build`): static, stripped, so measurements and
 		// tests see the binary operators run.
-		if r.err = goBuild(pkg, out, []string{"CGO_ENABLED=0"}, "-trimpath", "-ldflags=-s -w"); r.err == nil {
+		flags := []string{"-trimpath", "-ldflags=-s -w"}
+		if tags != "" {
+			flags = append(flags, "-tags="+tags)
+		}
+		if r.err = goBuild(pkg, out, []string{"CGO_ENABLED=0"}, flags...); r.err == nil {
 			r.path = out
 		}
 	})

@@ -484,7 +484,8 @@ func readRecord(dir string) (*ibundle.Record, error) {
 		if err != nil {
 			return nil, err
 		}
-		if r.Delegate.Pid != 0 || time.Now().After(deadline) {
+		// A denied start has no delegate to wait for.
+		if r.Delegate.Pid != 0 || r.Denied != "" || time.Now().After(deadline) {
 			return r, nil
 		}
 		time.Sleep(50 * time.Millisecond)

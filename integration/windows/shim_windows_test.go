@@ -34,12 +34,16 @@ import (
 var debugOptions = &runhcsopts.Options{Debug: true}
 
 // stdinFormats are the two stdin encodings containerd uses for start.
+// version is the task API version the wrapper answers with: 2 for containerd before 2.3
+// (a bare Any), 3 for containerd 2.3+ (BootstrapParams), which then reuses a pod's wrapper
+// for the pod's workload containers.
 var stdinFormats = []struct {
-	name  string
-	stdin func(t *testing.T, id, ns string) []byte
+	name    string
+	stdin   func(t *testing.T, id, ns string) []byte
+	version int
 }{
-	{"any", func(t *testing.T, _, _ string) []byte { return stdinAny(t, debugOptions) }},
-	{"bootstrap", func(t *testing.T, id, ns string) []byte { return stdinBootstrap(t, id, ns, debugOptions) }},
+	{"any", func(t *testing.T, _, _ string) []byte { return stdinAny(t, debugOptions) }, 2},
+	{"bootstrap", func(t *testing.T, id, ns string) []byte { return stdinBootstrap(t, id, ns, debugOptions) }, 3},
 }
 
 // started is a wrapper instance a test started and checked.
@@ -51,14 +55,25 @@ type started struct {
 // mustStart runs the wrapper's start for a sandbox or standalone container and checks
 // everything containerd and the next wrapper process rely on (test 1).
 func (x *h) mustStart(id, bundle string, stdin []byte, sandbox bool) *started {
+	x.t.Helper()
+	return x.mustStartVersion(id, bundle, stdin, sandbox, 2)
+}
+
+// mustStartVersion is mustStart for a start whose answer is task API version `version`:
+// 2 as the plain address, 3 as JSON (what containerd's parseStartResponse reads).
+func (x *h) mustStartVersion(id, bundle string, stdin []byte, sandbox bool, version int) *started {
 	t := x.t
 	t.Helper()
 	r := x.startWrapper(id, bundle, stdin)
 	if r.code != 0 {
 		t.Fatalf("wrapper start %s: %s; daemon log:\n%s", id, r, tryRead(filepath.Join(bundle, ibundle.DaemonLog)))
 	}
-	// containerd reads stdout and stderr combined: exactly the address, nothing else.
-	if got, want := string(r.stdout), x.wrapperPipe(id); got != want {
+	// containerd reads stdout and stderr combined: exactly the answer, nothing else.
+	want := x.wrapperPipe(id)
+	if version != 2 {
+		want = fmt.Sprintf(`{"version":%d,"address":%q,"protocol":"ttrpc"}`, version, x.wrapperPipe(id))
+	}
+	if got := string(r.stdout); got != want {
 		t.Errorf("start stdout = %q, want exactly %q", got, want)
 	}
 	if len(r.stderr) != 0 {
@@ -76,8 +91,8 @@ func (x *h) mustStart(id, bundle string, stdin []byte, sandbox bool) *started {
 		Address  string `json:"address"`
 		Protocol string `json:"protocol"`
 	}
-	if err := json.Unmarshal([]byte(readFile(t, filepath.Join(bundle, ibundle.BootstrapFile))), &bj); err != nil || bj.Address != x.wrapperPipe(id) || bj.Version != 2 || bj.Protocol != "ttrpc" {
-		t.Errorf("bootstrap.json = %+v (%v), want version 2, ttrpc, the wrapper pipe", bj, err)
+	if err := json.Unmarshal([]byte(readFile(t, filepath.Join(bundle, ibundle.BootstrapFile))), &bj); err != nil || bj.Address != x.wrapperPipe(id) || bj.Version != version || bj.Protocol != "ttrpc" {
+		t.Errorf("bootstrap.json = %+v (%v), want version %d, ttrpc, the wrapper pipe", bj, err, version)
 	}
 	rec, err := readRecord(bundle)
 	if err != nil {
@@ -127,11 +142,12 @@ func (x *h) assertGone(s *started) {
 	if !waitGone(uint32(s.rec.Pid), goneTimeout) {
 		t.Errorf("wrapper daemon %d of %s still running %v after it should have exited", s.rec.Pid, s.id, goneTimeout)
 	}
-	if !waitGone(uint32(s.rec.Delegate.Pid), goneTimeout) {
+	// A wrapper whose start was denied has no delegate (pid 0 is wine's idle process).
+	if s.rec.Delegate.Pid != 0 && !waitGone(uint32(s.rec.Delegate.Pid), goneTimeout) {
 		t.Errorf("runhcs serve %d of %s still running %v after it should have exited", s.rec.Delegate.Pid, s.id, goneTimeout)
 	}
 	for _, addr := range []string{s.rec.Address, s.rec.Delegate.Address} {
-		if ok, _ := pipeAnswers(addr); ok {
+		if ok, _ := pipeAnswers(addr); addr != "" && ok {
 			t.Errorf("pipe %s still answers after %s ended", addr, s.id)
 		}
 	}
@@ -192,7 +208,7 @@ func TestStartAndProxy(t *testing.T) {
 		t.Run(format.name, func(t *testing.T) {
 			x := newH(t)
 			id := "c-" + format.name
-			s := x.mustStart(id, x.bundle(id, nil), format.stdin(t, id, x.ns), false)
+			s := x.mustStartVersion(id, x.bundle(id, nil), format.stdin(t, id, x.ns), false, format.version)
 
 			wc, wConn := dialTTRPC(t, x.wrapperPipe(id))
 			defer wc.Close()
@@ -446,37 +462,56 @@ func TestDelete(t *testing.T) {
 	})
 }
 
-// TestNoPolicy: without a node policy file the wrapper denies start (fail closed) before
-// runhcs is started, says which file is missing, audits the denial and leaves nothing
-// running.
+// TestNoPolicy: without a node policy file the wrapper denies (fail closed) without ever
+// starting runhcs. As for every denied start (docs/shim.md), start still answers its own
+// pipe, and the denial, naming the missing file, answers containerd's Create as
+// PermissionDenied (containerd passes a Create's code on, not a start's); the denial is
+// audited and Shutdown leaves nothing running.
 func TestNoPolicy(t *testing.T) {
 	x := newH(t)
 	if err := os.Remove(x.policy); err != nil {
 		t.Fatal(err)
 	}
-	b := x.bundle("np", nil)
-	r := x.startWrapper("np", b, stdinAny(t, debugOptions))
-	if r.code == 0 || len(r.stdout) != 0 || !strings.Contains(string(r.stderr), x.policy) || !strings.Contains(string(r.stderr), "denied") {
-		t.Errorf("start without a policy file: %s; want a denial naming %s", r, x.policy)
+	id := "np"
+	b := x.bundle(id, nil)
+	r := x.startWrapper(id, b, stdinAny(t, debugOptions))
+	if r.code != 0 || string(r.stdout) != x.wrapperPipe(id) || len(r.stderr) != 0 {
+		t.Fatalf("start without a policy file: %s; want exactly the wrapper's pipe (the denial answers Create)", r)
 	}
-	// runhcs's start writes the bundle's address file first thing: it never ran.
-	if _, err := os.Stat(filepath.Join(b, ibundle.AddressFile)); err == nil {
-		t.Errorf("runhcs was started although the policy denied: %s", tryRead(filepath.Join(b, ibundle.AddressFile)))
+	rec, err := readRecord(b)
+	if err != nil || rec.Delegate.Path != "" || rec.Delegate.Pid != 0 || !strings.Contains(rec.Denied, x.policy) {
+		t.Fatalf("record %+v (%v): want the denial naming %s and no delegate", rec, err, x.policy)
 	}
-	for _, addr := range []string{x.wrapperPipe("np"), x.runhcsPipe("np")} {
-		if ok, _ := pipeAnswers(addr); ok {
-			t.Errorf("%s answers after a denied start", addr)
+	// No runhcs runs (dialling its never-created pipe can take a minute under wine).
+	for pid, exe := range shimProcesses(t) {
+		if _, ok := x.before[pid]; !ok && strings.EqualFold(exe, runhcsExe) {
+			t.Errorf("runhcs (pid %d) runs although the policy denied", pid)
 		}
+	}
+	wc, c := dialTTRPC(t, x.wrapperPipe(id))
+	defer wc.Close()
+	if int(c.GetShimPid()) != rec.Pid {
+		t.Errorf("Connect answered shim pid %d, want the wrapper's own %d (no delegate runs)", c.GetShimPid(), rec.Pid)
+	}
+	ctx, cancel := rpcCtx()
+	defer cancel()
+	_, err = wc.task.Create(ctx, &taskv2.CreateTaskRequest{ID: id, Bundle: b, Options: optionsAny(t, debugOptions)})
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(status.Convert(err).Message(), x.policy) {
+		t.Errorf("Create after a denied start: %v; want PermissionDenied naming %s", err, x.policy)
+	}
+	if got := parsedOptions(t, b); len(got) != 0 {
+		t.Errorf("a denied Create reached runhcs: it parsed %v", got)
 	}
 	denied := false
 	for _, rec := range x.auditRecords() {
-		if rec["id"] == "np" && rec["call"] == "start" && rec["outcome"] == "denied" && strings.Contains(fmt.Sprint(rec["error"]), x.policy) {
+		if rec["id"] == id && rec["call"] == "start" && rec["outcome"] == "denied" && strings.Contains(fmt.Sprint(rec["error"]), x.policy) {
 			denied = true
 		}
 	}
 	if !denied {
 		t.Errorf("no audit record of the denied start naming %s: %v", x.policy, x.auditRecords())
 	}
+	x.shutdown(wc, &started{id: id, bundle: b, rec: rec})
 }
 
 // TestDelegateDiscovery: the delegate comes from the node policy file's delegate.path when

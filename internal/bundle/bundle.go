@@ -32,7 +32,21 @@ const (
 	// DaemonLog takes the wrapper daemon's stderr (panics, and logs when containerd's log
 	// fifo is not available), like runhcs's panic.log.
 	DaemonLog = "isoguard-shim.log"
+	// JoinedFile marks a workload container whose join of its pod is decided (its `start`
+	// ran the join checks): it holds the pod sandbox's id.
+	JoinedFile = "isoguard-joined"
 )
+
+// WriteJoined marks bundle's container as joined to pod sandbox sandboxID.
+func WriteJoined(bundle, sandboxID string) error {
+	return WriteFileAtomic(filepath.Join(bundle, JoinedFile), []byte(sandboxID), 0o600)
+}
+
+// Joined reports whether bundle's container is marked as joined to pod sandbox sandboxID.
+func Joined(bundle, sandboxID string) bool {
+	b, err := os.ReadFile(filepath.Join(bundle, JoinedFile))
+	return err == nil && string(b) == sandboxID
+}
 
 // Sibling is the bundle of task id next to bundle (a pod's sandbox, or another task of the
 // wrapper's namespace): containerd keeps every task bundle of a namespace in one directory,
@@ -62,15 +76,15 @@ func CheckPathElement(what, v string) error {
 
 // WriteRestoreFiles writes the files containerd restores a shim from, all naming the
 // shim at address with process pid: `address` (containerd 1.x), `shim.pid` and
-// `bootstrap.json` (2.x; version 2 = task API v2 over ttrpc).
-func WriteRestoreFiles(bundle, address string, pid int) error {
+// `bootstrap.json` (2.x; version = the task API version the shim answered, over ttrpc).
+func WriteRestoreFiles(bundle, address string, pid, version int) error {
 	if err := WriteFileAtomic(filepath.Join(bundle, AddressFile), []byte(address), 0o600); err != nil {
 		return err
 	}
 	if err := WriteFileAtomic(filepath.Join(bundle, PidFile), []byte(strconv.Itoa(pid)), 0o600); err != nil {
 		return err
 	}
-	bj, err := json.Marshal(bootstrapJSON{Address: address, Protocol: "ttrpc", Version: 2})
+	bj, err := json.Marshal(bootstrapJSON{Address: address, Protocol: "ttrpc", Version: version})
 	if err != nil {
 		return err
 	}

@@ -129,7 +129,7 @@ func TestRecordRoundTripAndErrors(t *testing.T) {
 // TestRestoreFiles: what containerd 1.x (address) and 2.x (bootstrap.json) restore from.
 func TestRestoreFiles(t *testing.T) {
 	dir := t.TempDir()
-	if err := WriteRestoreFiles(dir, `unix:///run/containerd/s/"odd"`, 77); err != nil {
+	if err := WriteRestoreFiles(dir, `unix:///run/containerd/s/"odd"`, 77, 3); err != nil {
 		t.Fatal(err)
 	}
 	addr, _ := os.ReadFile(filepath.Join(dir, AddressFile))
@@ -139,7 +139,7 @@ func TestRestoreFiles(t *testing.T) {
 		Version  int    `json:"version"`
 	}
 	data, _ := os.ReadFile(filepath.Join(dir, BootstrapFile))
-	if err := json.Unmarshal(data, &bj); err != nil || bj.Address != string(addr) || bj.Protocol != "ttrpc" || bj.Version != 2 {
+	if err := json.Unmarshal(data, &bj); err != nil || bj.Address != string(addr) || bj.Protocol != "ttrpc" || bj.Version != 3 {
 		t.Fatalf("bootstrap.json %s (%v), address %q", data, err, addr)
 	}
 	if ReadPid(filepath.Join(dir, PidFile)) != 77 || ReadPid(filepath.Join(dir, "missing")) != 0 {

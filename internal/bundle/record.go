@@ -28,8 +28,10 @@ type Record struct {
 	Namespace string `json:"namespace"`
 	// Sandbox is true when the instance was started for a CRI pod sandbox.
 	Sandbox bool `json:"sandbox"`
-	// Address is the wrapper's own ttrpc address, the one containerd was given.
+	// Address is the wrapper's own ttrpc address, the one containerd was given, and TaskAPI
+	// the task API version it answered containerd with (2, or 3 for containerd >= 2.3).
 	Address string `json:"address"`
+	TaskAPI int    `json:"taskAPI,omitempty"`
 	// Pid of the wrapper daemon, and the wrapper's binary (which the pid must still run).
 	Pid    int    `json:"pid"`
 	Binary string `json:"binary,omitempty"`

@@ -11,6 +11,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/isoguard/isoguard/internal/cri"
+	"github.com/isoguard/isoguard/internal/jsonedit"
 )
 
 // MaxSpecSize bounds how much of config.json is read (threats T13: a huge config.json
@@ -35,8 +36,15 @@ func ReadSpecFile(bundle string) ([]byte, error) {
 	return data, nil
 }
 
-// ReadSpec decodes <bundle>/config.json (bounded, see ReadSpecFile).
-func ReadSpec(bundle string) (*specs.Spec, error) {
+// Spec is a bundle's config.json: the bytes as containerd wrote them and what they decode
+// to.
+type Spec struct {
+	Raw  []byte
+	Spec *specs.Spec
+}
+
+// ReadSpec reads and decodes <bundle>/config.json (bounded, see ReadSpecFile).
+func ReadSpec(bundle string) (*Spec, error) {
 	data, err := ReadSpecFile(bundle)
 	if err != nil {
 		return nil, err
@@ -45,15 +53,17 @@ func ReadSpec(bundle string) (*specs.Spec, error) {
 	if err := json.Unmarshal(data, &s); err != nil {
 		return nil, fmt.Errorf("OCI spec %s: %v: %w", filepath.Join(bundle, SpecFile), err, errdefs.ErrInvalidArgument)
 	}
-	return &s, nil
+	return &Spec{Raw: data, Spec: &s}, nil
 }
 
-// WriteSpec replaces <bundle>/config.json atomically, keeping its file mode.
-func WriteSpec(bundle string, s *specs.Spec) error {
+// WriteSpec replaces <bundle>/config.json atomically, keeping its file mode, with the
+// changes from s.Spec to changed applied to the bytes s was read from: fields the
+// runtime-spec types do not know survive (jsonedit).
+func WriteSpec(bundle string, s *Spec, changed *specs.Spec) error {
 	path := filepath.Join(bundle, SpecFile)
-	data, err := json.Marshal(s)
+	data, err := jsonedit.Rewrite(s.Raw, s.Spec, changed)
 	if err != nil {
-		return err
+		return fmt.Errorf("rewrite %s: %w", path, err)
 	}
 	mode := os.FileMode(0o644)
 	if fi, err := os.Stat(path); err == nil {

@@ -33,7 +33,9 @@ func (e *Enforcer) decide(ctx context.Context, in policy.Input) (*loaded, policy
 			rec.Tenant = in.Pod.Tenant
 		}
 		e.writeAudit(ctx, l, rec)
-		return l, policy.Decision{}, fmt.Errorf("%s %s denied: %w: %w", in.Call, in.ID, l.err, errdefs.ErrPermissionDenied)
+		// The cause is told, not wrapped: a denial is PermissionDenied whatever made it (a
+		// missing file is NotFound, which the ttrpc edge would otherwise pick).
+		return l, policy.Decision{}, fmt.Errorf("%s %s denied: %v: %w", in.Call, in.ID, l.err, errdefs.ErrPermissionDenied)
 	}
 	d := l.policy.Evaluate(in)
 	rec.Tenant, rec.Trusted, rec.Mode = d.Tenant, d.Trusted, string(d.Mode)
@@ -56,12 +58,17 @@ func (e *Enforcer) decide(ctx context.Context, in policy.Input) (*loaded, policy
 // cannot be read, its pod's pins are corrupt): the cause is audited like a decision and
 // returned as the denial.
 func (e *Enforcer) refuse(ctx context.Context, call policy.Call, inst *hooks.Instance, id string, cause error) error {
-	rec := newRecord(policy.Input{Call: call, Namespace: inst.Namespace, ID: id})
+	e.Refused(ctx, hooks.Refusal{Call: string(call), Namespace: inst.Namespace, ID: id, Cause: cause})
+	return fmt.Errorf("%s %s denied: %v: %w", call, id, cause, errdefs.ErrPermissionDenied)
+}
+
+// Refused audits a call the wrapper refused before a hook could decide it.
+func (e *Enforcer) Refused(ctx context.Context, r hooks.Refusal) {
+	rec := newRecord(policy.Input{Call: policy.Call(r.Call), Namespace: r.Namespace, ID: r.ID, SandboxID: r.SandboxID})
 	l := e.policy.current()
 	rec.Policy = l.path
-	rec.Outcome, rec.Error = audit.OutcomeDenied, cause.Error()
+	rec.Outcome, rec.Error = audit.OutcomeDenied, r.Cause.Error()
 	e.writeAudit(ctx, l, rec)
-	return fmt.Errorf("%s %s denied: %w: %w", call, id, cause, errdefs.ErrPermissionDenied)
 }
 
 func newRecord(in policy.Input) *audit.Record {

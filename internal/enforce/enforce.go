@@ -20,6 +20,7 @@ import (
 
 	"github.com/isoguard/isoguard/audit"
 	"github.com/isoguard/isoguard/internal/bundle"
+	"github.com/isoguard/isoguard/internal/jsonedit"
 	"github.com/isoguard/isoguard/policy"
 	"github.com/isoguard/isoguard/shim/hooks"
 )
@@ -64,14 +65,14 @@ func (e *Enforcer) Start(ctx context.Context, inst *hooks.Instance, req *hooks.S
 	if err != nil {
 		return e.refuse(ctx, policy.CallStart, inst, inst.ID, err)
 	}
-	in := NewInput(policy.CallStart, inst.Namespace, inst.ID, spec, nil)
+	in := NewInput(policy.CallStart, inst.Namespace, inst.ID, spec.Spec, nil)
 	in.Options = req.Options
 	l, d, err := e.decide(ctx, in)
 	if err != nil {
 		return err
 	}
 	if d.Spec != nil {
-		if err := bundle.WriteSpec(inst.Bundle, d.Spec); err != nil {
+		if err := bundle.WriteSpec(inst.Bundle, spec, d.Spec); err != nil {
 			return fmt.Errorf("start %s: apply the policy to config.json: %w", inst.ID, err)
 		}
 	}
@@ -100,7 +101,7 @@ func (e *Enforcer) Join(ctx context.Context, inst *hooks.Instance, workload stri
 	if err != nil {
 		return e.refuse(ctx, policy.CallJoin, inst, id, err)
 	}
-	in, err := e.input(policy.CallJoin, inst, id, spec)
+	in, err := e.input(policy.CallJoin, inst, id, spec.Spec)
 	if err != nil {
 		return e.refuse(ctx, policy.CallJoin, inst, id, err)
 	}
@@ -109,7 +110,7 @@ func (e *Enforcer) Join(ctx context.Context, inst *hooks.Instance, workload stri
 		return err
 	}
 	if d.Spec != nil {
-		return bundle.WriteSpec(workload, d.Spec)
+		return bundle.WriteSpec(workload, spec, d.Spec)
 	}
 	return nil
 }
@@ -121,17 +122,18 @@ func (e *Enforcer) Create(ctx context.Context, inst *hooks.Instance, req *hooks.
 	if err != nil {
 		return e.refuse(ctx, policy.CallCreate, inst, req.ID, err)
 	}
-	in, err := e.input(policy.CallCreate, inst, req.ID, spec)
+	in, err := e.input(policy.CallCreate, inst, req.ID, spec.Spec)
 	if err != nil {
 		return e.refuse(ctx, policy.CallCreate, inst, req.ID, err)
 	}
-	in.Options = req.Options
+	in.Options, in.Rootfs, in.Stdio = req.Options, req.Rootfs, req.Stdio
+	in.Checkpoint, in.ParentCheckpoint = req.Checkpoint, req.ParentCheckpoint
 	_, d, err := e.decide(ctx, in)
 	if err != nil {
 		return err
 	}
 	if d.Spec != nil {
-		if err := bundle.WriteSpec(req.Bundle, d.Spec); err != nil {
+		if err := bundle.WriteSpec(req.Bundle, spec, d.Spec); err != nil {
 			return fmt.Errorf("create %s: apply the policy to config.json: %w", req.ID, err)
 		}
 	}
@@ -152,15 +154,16 @@ func (e *Enforcer) Exec(ctx context.Context, inst *hooks.Instance, req *hooks.Ex
 	if err != nil {
 		return e.refuse(ctx, policy.CallExec, inst, req.ID, err)
 	}
-	in.ExecID, in.Process = req.ExecID, proc
+	in.ExecID, in.Process, in.Stdio = req.ExecID, proc, req.Stdio
 	_, d, err := e.decide(ctx, in)
 	if err != nil {
 		return err
 	}
 	if d.Process != nil {
-		data, err := json.Marshal(d.Process)
+		// The request's own JSON, with the decision's changes: nothing else is lost.
+		data, err := jsonedit.Rewrite(req.Spec.GetValue(), proc, d.Process)
 		if err != nil {
-			return err
+			return fmt.Errorf("exec %s in %s: apply the policy to the process: %w", req.ExecID, req.ID, err)
 		}
 		req.Spec = &anypb.Any{TypeUrl: req.Spec.GetTypeUrl(), Value: data}
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -12,7 +13,10 @@ import (
 
 	rtopts "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/isoguard/isoguard/audit"
@@ -88,8 +92,8 @@ func TestEnforcerAppliesDecisions(t *testing.T) {
 		t.Fatalf("start's delegate %+v: an untrusted pod runs in the sandbox shim", si.Delegate)
 	}
 	spec, err := bundle.ReadSpec(inst.Bundle)
-	if err != nil || spec.Process.User.UID != policy.DefaultLinuxUID {
-		t.Fatalf("config.json after start: uid %v (%v)", spec.Process.User.UID, err)
+	if err != nil || spec.Spec.Process.User.UID != policy.DefaultLinuxUID {
+		t.Fatalf("config.json after start: %v (%v)", spec, err)
 	}
 	req := &hooks.CreateRequest{ID: "c1", Bundle: inst.Bundle}
 	if err := e.Create(ctx, inst, req); err != nil {
@@ -129,6 +133,66 @@ func TestEnforcerAppliesDecisions(t *testing.T) {
 	}
 }
 
+// TestRewritesLoseNothing: config.json and an Exec's process carry fields this runtime-spec
+// version does not know (a newer containerd's); the policy's rewrites keep them, at every
+// depth.
+func TestRewritesLoseNothing(t *testing.T) {
+	e, inst, _ := enforcerFixture(t, "apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\nplatform: linux\nuntrusted:\n  sandbox:\n    shim: /usr/local/bin/containerd-shim-runsc-v1\n")
+	cfg := filepath.Join(inst.Bundle, "config.json")
+	const newer = `{"ociVersion":"1.9.0","x-top":{"n":1.50},"process":{"user":{"uid":0,"gid":0,"x-user":"u"},"args":["sh"],"cwd":"/","x-proc":[1,{"a":"b"}]},"root":{"path":"rootfs","x-root":true},"annotations":{"dev.gvisor.flag.network":"host","keep":"v"},"linux":{"x-linux":{"deep":{"er":1}}}}`
+	if err := os.WriteFile(cfg, []byte(newer), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := e.Start(ctx, inst, &hooks.StartRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(cfg)
+	for _, want := range []string{`"ociVersion":"1.9.0"`, `"x-top":{"n":1.50}`, `"x-user":"u"`, `"x-proc":[1,{"a":"b"}]`, `"x-root":true`, `"x-linux":{"deep":{"er":1}}`, `"keep":"v"`, `"uid":65534`} {
+		if !strings.Contains(string(got), want) {
+			t.Errorf("config.json after the rewrite lacks %s:\n%s", want, got)
+		}
+	}
+	if strings.Contains(string(got), "dev.gvisor.flag.network") {
+		t.Errorf("the stripped annotation survived: %s", got)
+	}
+	exec := &hooks.ExecRequest{ID: "c1", ExecID: "e1", Spec: &anypb.Any{TypeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process",
+		Value: []byte(`{"user":{"uid":0,"gid":0,"x-user":"e"},"args":["id"],"cwd":"/","x-exec":{"k":[true]}}`)}}
+	if err := e.Exec(ctx, inst, exec); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"x-user":"e"`, `"x-exec":{"k":[true]}`, `"uid":65534`} {
+		if !strings.Contains(string(exec.Spec.Value), want) {
+			t.Errorf("exec process after the rewrite lacks %s: %s", want, exec.Spec.Value)
+		}
+	}
+}
+
+// TestRefusalsAreAudited: a refusal the wrapper made before any decision (a pod it did not
+// start, an unreadable config.json) leaves a denied record with its cause; so does a
+// config.json the enforcer cannot read.
+func TestRefusalsAreAudited(t *testing.T) {
+	e, inst, auditPath := enforcerFixture(t, "apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\nplatform: linux\n")
+	ctx := context.Background()
+	e.Refused(ctx, hooks.Refusal{Call: "join", Namespace: "k8s.io", ID: "c2", SandboxID: "nopod", Cause: errors.New("container c2 names pod sandbox nopod, which isoguard did not start")})
+	if err := os.WriteFile(filepath.Join(inst.Bundle, "config.json"), []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Create(ctx, inst, &hooks.CreateRequest{ID: "c1", Bundle: inst.Bundle}); !errdefs.IsPermissionDenied(err) {
+		t.Fatalf("create with an invalid config.json: %v", err)
+	}
+	recs := auditRecords(t, auditPath)
+	if len(recs) != 2 {
+		t.Fatalf("audit records %+v, want one per refusal", recs)
+	}
+	if r := recs[0]; r.Call != "join" || r.ID != "c2" || r.SandboxID != "nopod" || r.Outcome != audit.OutcomeDenied || !strings.Contains(r.Error, "did not start") {
+		t.Errorf("join refusal audited as %+v", r)
+	}
+	if r := recs[1]; r.Call != "create" || r.ID != "c1" || r.Outcome != audit.OutcomeDenied || !strings.Contains(r.Error, "config.json") {
+		t.Errorf("invalid config.json audited as %+v", r)
+	}
+}
+
 // TestEnforcerFailsClosed: an invalid policy file denies with the file and the problem, and
 // the denial is audited.
 func TestEnforcerFailsClosed(t *testing.T) {
@@ -156,6 +220,24 @@ func TestEnforcerFailsClosed(t *testing.T) {
 	}
 	if pins, err := Pins(inst.Pins); err != nil || !pins.Trusted {
 		t.Fatalf("the fixed policy trusts tenant-a: %s %v", inst.Pins, err)
+	}
+}
+
+// TestMissingPolicyIsPermissionDenied: without a policy file every call is denied, naming
+// the file, and what reaches containerd is PermissionDenied, not the NotFound of the
+// missing file (the ttrpc edge converts the first errdefs class it finds).
+func TestMissingPolicyIsPermissionDenied(t *testing.T) {
+	e, inst, _ := enforcerFixture(t, "apiVersion: isoguard.dev/v1alpha1\nkind: NodePolicy\nplatform: linux\n")
+	cfg := os.Getenv(ConfigEnv)
+	if err := os.Remove(cfg); err != nil {
+		t.Fatal(err)
+	}
+	err := e.Start(context.Background(), inst, &hooks.StartRequest{})
+	if !errdefs.IsPermissionDenied(err) || errdefs.IsNotFound(err) || !strings.Contains(err.Error(), cfg) {
+		t.Fatalf("start without a policy file: %v, want only a denial naming %s", err, cfg)
+	}
+	if code := status.Code(errgrpc.ToGRPC(err)); code != codes.PermissionDenied {
+		t.Fatalf("start without a policy file reaches containerd as %v, want PermissionDenied", code)
 	}
 }
 

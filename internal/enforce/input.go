@@ -68,8 +68,11 @@ func taskSpec(inst *hooks.Instance, id string) *specs.Spec {
 	if err != nil {
 		return nil
 	}
-	spec, _ := bundle.ReadSpec(b)
-	return spec
+	spec, err := bundle.ReadSpec(b)
+	if err != nil {
+		return nil
+	}
+	return spec.Spec
 }
 
 func filepathBase(p string) string { return filepath.Base(filepath.Clean(p)) }

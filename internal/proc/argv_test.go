@@ -32,3 +32,27 @@ func TestArgvMatches(t *testing.T) {
 		t.Error("Windows base names compare case-insensitively")
 	}
 }
+
+func TestShimArgvMatches(t *testing.T) {
+	const shim = "/usr/local/bin/containerd-shim-runc-v2"
+	daemon := []string{shim, "-namespace", "k8s.io", "-id", "abc", "-address", "/run/containerd/containerd.sock", "-debug"}
+	start := []string{shim, "-namespace", "k8s.io", "-address", "/run/containerd/containerd.sock", "-publish-binary", "/usr/bin/containerd", "-id", "abc", "start"}
+	for _, tc := range []struct {
+		name string
+		argv []string
+		want bool
+	}{
+		{"the runc shim's daemon", daemon, true},
+		{"its start", start, true},
+		{"flag=value", []string{shim, "--namespace=k8s.io", "-id=abc", "-address=/run/containerd/containerd.sock"}, true},
+		{"other namespace", []string{shim, "-namespace", "default", "-id", "abc", "-address", "/run/containerd/containerd.sock"}, false},
+		{"other containerd", []string{shim, "-namespace", "k8s.io", "-id", "abc", "-address", "/run/other/containerd.sock"}, false},
+		{"no address", []string{shim, "-namespace", "k8s.io", "-id", "abc"}, false},
+		{"other id", []string{shim, "-namespace", "k8s.io", "-id", "abcd", "-address", "/run/containerd/containerd.sock"}, false},
+		{"other binary", append([]string{"/usr/bin/containerd-shim-isoguard-v1"}, daemon[1:]...), false},
+	} {
+		if got := shimArgvMatches(tc.argv, shim, "k8s.io", "abc", "/run/containerd/containerd.sock"); got != tc.want {
+			t.Errorf("%s: shimArgvMatches(%q) = %v, want %v", tc.name, tc.argv, got, tc.want)
+		}
+	}
+}

@@ -21,6 +21,39 @@ func Detached() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setsid: true}
 }
 
+// DiesWithParent makes a child process get SIGKILL when its parent dies (Linux's parent
+// death signal): a delegate's `start` must not outlive a wrapper daemon killed while it
+// waited for it, and go on to spawn a daemon nobody will clean up.
+func DiesWithParent() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
+
+// Shims lists the live processes that are shim commands of binary for task id of
+// namespace, started for the containerd at address (argv[0] names binary, and -namespace,
+// -id and -address match whole). It finds a delegate whose pid nobody was told: the
+// daemon its `start` spawned before it failed, or one that never answered Connect.
+func Shims(binary, namespace, id, address string) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || len(cmdline) == 0 || !Alive(pid) {
+			continue
+		}
+		if shimArgvMatches(strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00"), binary, namespace, id, address) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
 // Matches reports whether pid is alive and is a shim process of binary for task id: its
 // argv[0] names binary (base names compared) and its arguments hold `-id ID` exactly, the
 // way containerd passes it (or -id=ID, --id ID). It guards kills against reused pids.

@@ -15,6 +15,13 @@ func Detached() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{CreationFlags: windows.CREATE_NEW_PROCESS_GROUP | windows.DETACHED_PROCESS}
 }
 
+// DiesWithParent: Windows has no parent death signal; the delegate's start runs as before.
+func DiesWithParent() *syscall.SysProcAttr { return nil }
+
+// Shims finds nothing on Windows, which has no portable command line to read: a delegate
+// whose pid is unknown is asked for it (its Connect answer) instead.
+func Shims(string, string, string, string) []int { return nil }
+
 // Matches reports whether pid is alive and its image is binary (base names compared
 // case-insensitively). Windows has no portable command line to read, so the image name
 // alone guards kills against reused pids; id is not checked.

@@ -37,6 +37,19 @@ type Hooks interface {
 	Create(ctx context.Context, inst *Instance, req *CreateRequest) error
 	Exec(ctx context.Context, inst *Instance, req *ExecRequest) error
 	Update(ctx context.Context, inst *Instance, req *UpdateRequest) error
+	// Refused is told of a call the wrapper refused before any hook could decide it (a
+	// workload naming a pod the wrapper did not start, an unreadable config.json or stdin,
+	// a request that does not decode), so that every refusal leaves a record.
+	Refused(ctx context.Context, r Refusal)
+}
+
+// Refusal is a call the wrapper refused on its own.
+type Refusal struct {
+	Call      string // start, join, create, exec, update
+	Namespace string
+	ID        string // the task
+	SandboxID string // the pod it named, if any
+	Cause     error
 }
 
 // Instance is the wrapper instance a call arrived at: one pod, or one standalone container.
@@ -66,21 +79,48 @@ type StartRequest struct {
 	Delegate Delegate
 }
 
-// CreateRequest is what a hook sees of containerd's CreateTaskRequest.
+// CreateRequest is what a hook sees of containerd's CreateTaskRequest. Only Options may be
+// replaced; the other fields are the request as received, for the hook to judge.
 type CreateRequest struct {
 	ID     string
 	Bundle string // holds the config.json the delegate reads
+	// Rootfs are the mounts that make the container's root file system (the
+	// snapshotter's, as containerd passes them; the delegate mounts them).
+	Rootfs []Mount
+	// Stdio is where the task's standard streams go.
+	Stdio Stdio
+	// Checkpoint and ParentCheckpoint are host directories to restore the task from.
+	Checkpoint, ParentCheckpoint string
 	// Options are the runtime options; a hook may replace them.
 	Options *anypb.Any
 }
 
-// ExecRequest is what a hook sees of containerd's ExecProcessRequest.
+// ExecRequest is what a hook sees of containerd's ExecProcessRequest. Only Spec may be
+// replaced.
 type ExecRequest struct {
 	ID     string // the container
 	ExecID string
+	Stdio  Stdio
 	// Spec is the process to run (JSON of an OCI process, as containerd sends it); a hook
 	// may replace it.
 	Spec *anypb.Any
+}
+
+// Mount is a mount of containerd's task API (containerd.types.Mount).
+type Mount struct {
+	Type    string   `json:"type"`
+	Source  string   `json:"source"`
+	Target  string   `json:"target,omitempty"`
+	Options []string `json:"options,omitempty"`
+}
+
+// Stdio is where a process's standard streams go: a fifo or named pipe path the client
+// created, or a URI the delegate interprets (binary://, file://); empty = none.
+type Stdio struct {
+	Stdin    string `json:"stdin,omitempty"`
+	Stdout   string `json:"stdout,omitempty"`
+	Stderr   string `json:"stderr,omitempty"`
+	Terminal bool   `json:"terminal,omitempty"`
 }
 
 // UpdateRequest is what a hook sees of containerd's UpdateTaskRequest.
@@ -135,3 +175,4 @@ func (PassThrough) Join(context.Context, *Instance, string) error           { re
 func (PassThrough) Create(context.Context, *Instance, *CreateRequest) error { return nil }
 func (PassThrough) Exec(context.Context, *Instance, *ExecRequest) error     { return nil }
 func (PassThrough) Update(context.Context, *Instance, *UpdateRequest) error { return nil }
+func (PassThrough) Refused(context.Context, Refusal)                        {}

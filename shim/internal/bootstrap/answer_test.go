@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
+	"github.com/isoguard/isoguard/shim/hooks"
 )
 
 func TestParseAnswer(t *testing.T) {
@@ -34,5 +35,32 @@ func TestParseAnswer(t *testing.T) {
 				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestAnswerEncodeRoundTrips: what the wrapper answers reads back (the way containerd reads
+// it) as the same address and version.
+func TestAnswerEncodeRoundTrips(t *testing.T) {
+	for _, a := range []Answer{
+		{Address: "unix:///run/containerd/s/0123abcd", Version: 2},
+		{Address: "unix:///run/containerd/s/0123abcd", Version: 3},
+		{Address: `\\.\pipe\ProtectedPrefix\Administrators\isoguard-shim-k8s.io-abc-pipe`, Version: 3},
+	} {
+		out, err := a.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ParseAnswer(out)
+		if err != nil || got.Address != a.Address || got.Version != a.Version || got.Protocol != "ttrpc" {
+			t.Errorf("%+v encoded as %q reads back as %+v, %v", a, out, got, err)
+		}
+	}
+}
+
+func TestAnswerVersion(t *testing.T) {
+	for f, want := range map[hooks.StdinFormat]int{hooks.StdinBootstrap: 3, hooks.StdinAny: 2, hooks.StdinEmpty: 2} {
+		if got := AnswerVersion(StartInput{Format: f}); got != want {
+			t.Errorf("stdin %s: answer version %d, want %d", f, got, want)
+		}
 	}
 }

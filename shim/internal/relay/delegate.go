@@ -22,6 +22,9 @@ const (
 	connectAttempt = 2 * time.Second
 )
 
+// connectTimeout is ConnectTimeout; only a build for tests changes it (testknobs.go).
+var connectTimeout = ConnectTimeout
+
 // errNotReachable marks the wrapper's own failure to reach its delegate, as opposed to an
 // error the delegate answered.
 var errNotReachable = errors.New("delegate shim not reachable")
@@ -109,7 +112,7 @@ func Connect(ctx context.Context, address string, version int, onClose func()) (
 	if service == "" {
 		return nil, 0, fmt.Errorf("delegate speaks task API version %d; isoguard speaks 2 and 3: %w", version, errdefs.ErrNotImplemented)
 	}
-	deadline := time.Now().Add(ConnectTimeout)
+	deadline := time.Now().Add(connectTimeout)
 	var lastErr error
 	for attempt := 0; time.Now().Before(deadline) && ctx.Err() == nil; attempt++ {
 		if attempt > 0 {
@@ -124,7 +127,7 @@ func Connect(ctx context.Context, address string, version int, onClose func()) (
 	if lastErr == nil {
 		lastErr = ctx.Err()
 	}
-	return nil, 0, fmt.Errorf("delegate at %s did not answer Connect within %s: %w: %w", address, ConnectTimeout, lastErr, errdefs.ErrUnavailable)
+	return nil, 0, fmt.Errorf("delegate at %s did not answer Connect within %s: %w: %w", address, connectTimeout, lastErr, errdefs.ErrUnavailable)
 }
 
 // connectOnce is one attempt. Its client reports its closing to onClose only once the

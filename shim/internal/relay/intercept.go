@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"slices"
+	"strings"
 
 	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
+	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
@@ -23,7 +26,12 @@ func (p *Proxy) intercepted(method string) ttrpc.Method {
 	switch method {
 	case "Create":
 		return intercept(p, method, func(ctx context.Context, r *taskv2.CreateTaskRequest) error {
-			hr := &hooks.CreateRequest{ID: r.ID, Bundle: r.Bundle, Options: r.Options}
+			hr := &hooks.CreateRequest{
+				ID: r.ID, Bundle: r.Bundle, Rootfs: mounts(r.Rootfs),
+				Stdio:      hooks.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal},
+				Checkpoint: r.Checkpoint, ParentCheckpoint: r.ParentCheckpoint,
+				Options: r.Options,
+			}
 			if err := p.hooks.Create(ctx, p.inst, hr); err != nil {
 				return err
 			}
@@ -32,7 +40,10 @@ func (p *Proxy) intercepted(method string) ttrpc.Method {
 		}, func(r *taskv2.CreateTaskRequest) { p.tasks.add(r.ID) })
 	case "Exec":
 		return intercept(p, method, func(ctx context.Context, r *taskv2.ExecProcessRequest) error {
-			hr := &hooks.ExecRequest{ID: r.ID, ExecID: r.ExecID, Spec: r.Spec}
+			hr := &hooks.ExecRequest{
+				ID: r.ID, ExecID: r.ExecID, Spec: r.Spec,
+				Stdio: hooks.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal},
+			}
 			if err := p.hooks.Exec(ctx, p.inst, hr); err != nil {
 				return err
 			}
@@ -48,6 +59,18 @@ func (p *Proxy) intercepted(method string) ttrpc.Method {
 	return nil
 }
 
+// mounts copies the task API's mounts for a hook.
+func mounts(in []*types.Mount) []hooks.Mount {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]hooks.Mount, len(in))
+	for i, m := range in {
+		out[i] = hooks.Mount{Type: m.GetType(), Source: m.GetSource(), Target: m.GetTarget(), Options: slices.Clone(m.GetOptions())}
+	}
+	return out
+}
+
 func intercept[T any, PT interface {
 	*T
 	proto.Message
@@ -57,7 +80,9 @@ func intercept[T any, PT interface {
 		defer p.track()()
 		req := PT(new(T))
 		if err := unmarshal(req); err != nil {
-			return nil, edge(fmt.Errorf("decode %s request: %v: %w", method, err, errdefs.ErrInvalidArgument))
+			err = fmt.Errorf("decode %s request: %v: %w", method, err, errdefs.ErrInvalidArgument)
+			p.hooks.Refused(ctx, hooks.Refusal{Call: strings.ToLower(method), Namespace: p.inst.Namespace, Cause: err})
+			return nil, edge(err)
 		}
 		if err := RunHook(ctx, method, func() error { return hook(ctx, req) }); err != nil {
 			fields := log.Fields{logfields.Method: method, logfields.ID: req.GetID()}

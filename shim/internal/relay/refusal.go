@@ -37,5 +37,5 @@ func RegisterRefusal(s *ttrpc.Server, denial error, pid int, onShutdown func()) 
 			return nil, edge(fmt.Errorf("%s: no task: the wrapper's start was denied: %w", name, errdefs.ErrNotFound))
 		}
 	}
-	s.Register(TaskServiceV2, methods)
+	registerTask(s, methods)
 }

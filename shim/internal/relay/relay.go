@@ -31,14 +31,14 @@ import (
 
 // ttrpc service names.
 const (
-	// TaskServiceV2 is the task API the wrapper serves to containerd: it answers `start`
-	// with a plain address, which containerd reads as version 2 (core/runtime/v2/shim.go
-	// parseStartResponse), the version containerd 1.7 accepts and the one that keeps
-	// containerd 2.x calling `start` for every workload container of a pod.
+	// TaskServiceV2 is the task API containerd 1.x (and 2.x, for a wrapper that answered
+	// `start` with a plain address) speaks to the wrapper.
 	TaskServiceV2 = "containerd.task.v2.Task"
-	// TaskServiceV3 is what a delegate that answered version 3 (the runc shim of
-	// containerd >= 2.0) is spoken to in; v2 and v3 messages are identical on the wire
-	// (core/runtime/v2/bridge.go).
+	// TaskServiceV3 is what containerd >= 2.0 speaks to a shim whose `start` answered
+	// version 3 (the wrapper does so for containerd >= 2.3, so that a pod's workload
+	// containers reach the pod's wrapper without a `start` each), and what a delegate that
+	// answered version 3 is spoken to in. v2 and v3 messages are identical on the wire
+	// (core/runtime/v2/bridge.go); the wrapper serves both with the same handlers.
 	TaskServiceV3 = "containerd.task.v3.Task"
 	// ShimDiagService is runhcs's diagnostics service (internal/shimdiag). Its
 	// DiagExecInHost runs a command in the utility VM as SYSTEM (threats T12).
@@ -82,7 +82,7 @@ func TaskMethods() map[string]Class {
 		"State":      Forward,
 		"Create":     Intercept, // isolation, user, mounts, devices, annotations (config.json + Options)
 		"Start":      Forward,   // starts what Create (or Exec) admitted
-		"Delete":     Track, // a deleted task leaves the pod (see Shutdown)
+		"Delete":     Track,     // a deleted task leaves the pod (see Shutdown)
 		"Pids":       Forward,
 		"Pause":      Forward,
 		"Resume":     Forward,
@@ -181,7 +181,7 @@ func (p *Proxy) Register(s *ttrpc.Server) {
 			methods[name] = refused(TaskServiceV2, name, errdefs.ErrNotImplemented)
 		}
 	}
-	s.Register(TaskServiceV2, methods)
+	registerTask(s, methods)
 	for svc, ms := range OtherServices() {
 		m := map[string]ttrpc.Method{}
 		for name, class := range ms {
@@ -281,6 +281,13 @@ func (e *edgeError) Unwrap() error { return e.class }
 
 // taskServiceMethodNames lists the methods of containerd.task.v2.Task from the generated
 // protobuf descriptor, so a method added upstream is seen even if nobody classified it.
+// registerTask serves the task API's methods as both containerd.task.v2.Task and
+// containerd.task.v3.Task.
+func registerTask(s *ttrpc.Server, methods map[string]ttrpc.Method) {
+	s.Register(TaskServiceV2, methods)
+	s.Register(TaskServiceV3, methods)
+}
+
 func taskServiceMethodNames() []string {
 	sd := taskv2.File_runtime_task_v2_shim_proto.Services().ByName("Task")
 	if sd == nil {

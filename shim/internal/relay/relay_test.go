@@ -245,8 +245,12 @@ func proxyUnderTest(t testing.TB, version int, h hooks.Hooks) (*ttrpc.Client, *f
 }
 
 func TestProxyForwardsEveryMethodByteForByte(t *testing.T) {
-	for _, version := range []int{2, 3} {
-		t.Run(fmt.Sprintf("delegate v%d", version), func(t *testing.T) {
+	for _, c := range []struct {
+		version int
+		served  string // what containerd speaks to the wrapper
+	}{{2, TaskServiceV2}, {3, TaskServiceV2}, {2, TaskServiceV3}, {3, TaskServiceV3}} {
+		version := c.version
+		t.Run(fmt.Sprintf("delegate v%d, containerd %s", version, c.served), func(t *testing.T) {
 			cc, d, _ := proxyUnderTest(t, version, hooks.PassThrough{})
 			for name := range TaskMethods() {
 				if name == "Shutdown" {
@@ -258,7 +262,7 @@ func TestProxyForwardsEveryMethodByteForByte(t *testing.T) {
 				want, _ := proto.Marshal(req)
 				resp := &emptypb.Empty{}
 				ctx := ttrpc.WithMetadata(context.Background(), ttrpc.MD{"trace": []string{name}})
-				if err := cc.Call(ctx, TaskServiceV2, name, req, resp); err != nil {
+				if err := cc.Call(ctx, c.served, name, req, resp); err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
 				got, ok := d.got(name)
