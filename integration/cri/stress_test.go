@@ -40,8 +40,10 @@ import (
 //     rule. From inside every isoguard pod: the kernel of /proc/version (the host's or
 //     gVisor's) and the uid (0 or 65534), then ISOGUARD_STRESS_EXECS more execs
 //     (default 1); in place updates, which cost a fifth of an exec here, make up the audit
-//     volume: ISOGUARD_STRESS_UPDATES per trusted container (default 75, many
-//     containers per crictl call), and one past the limits per untrusted container, denied
+//     volume: ISOGUARD_STRESS_UPDATES per trusted container (default: stressUpdates
+//     spread over them, 104 each at 100 pods, so that the trail rotates at least twice
+//     whatever ISOGUARD_STRESS_PODS; many containers per crictl call), and one past the
+//     limits per untrusted container, denied
 //     with PermissionDenied naming untrusted.update-limits. Calls go to all the pods at
 //     once (ISOGUARD_STRESS_EXEC_PARALLEL crictl processes, default 16), so their wrappers
 //     write the audit trail at the same time, and it rotates (audit.maxSizeMB 1) several
@@ -73,7 +75,7 @@ func TestStress(t *testing.T) {
 		pods:         envInt(t, "ISOGUARD_STRESS_PODS", 100),
 		runscPods:    envInt(t, "ISOGUARD_STRESS_RUNSC_PODS", 10),
 		execs:        envInt(t, "ISOGUARD_STRESS_EXECS", 1),
-		updates:      envInt(t, "ISOGUARD_STRESS_UPDATES", 75),
+		updates:      envInt(t, "ISOGUARD_STRESS_UPDATES", -1),
 		parallel:     envInt(t, "ISOGUARD_STRESS_PARALLEL", 32),
 		rmParallel:   envInt(t, "ISOGUARD_STRESS_RM_PARALLEL", 8),
 		execParallel: envInt(t, "ISOGUARD_STRESS_EXEC_PARALLEL", 16),
@@ -81,6 +83,10 @@ func TestStress(t *testing.T) {
 	}
 	if cfg.pods < 2 || cfg.pods%2 != 0 {
 		t.Fatalf("ISOGUARD_STRESS_PODS=%d: want an even number >= 2", cfg.pods)
+	}
+	if cfg.updates < 0 {
+		trusted := cfg.pods/2 + cfg.denied // isoTrusted and trustedPrivileged
+		cfg.updates = (stressUpdates + trusted - 1) / trusted
 	}
 	began := time.Now()
 	loadBefore := loadAvg()
@@ -157,6 +163,12 @@ func TestStress(t *testing.T) {
 	// Report.
 	s.report(stressTimes{start: startWall, exec: execWall, remove: rmWall, total: time.Since(began)}, files, loadBefore)
 }
+
+// stressUpdates is how many updates of trusted containers a run makes by default. An
+// update's record is about 450 bytes: 5500 of them pass 2 MiB even without the other
+// records, two rotations at audit.maxSizeMB 1 whatever the number of pods (at 100 pods: 104
+// updates for each of the 53 trusted containers, a trail of about 3 MB).
+const stressUpdates = 5500
 
 // stressMaxBackups keeps every rotated file of a run (a run writes a few MiB).
 const stressMaxBackups = 50
