@@ -93,6 +93,10 @@ test: lint build-windows unit fuzz-short integration wine-test ## Every test: li
 bench: deps build ## Benchmarks (results and method: docs/benchmarks.md)
 	bash scripts/bench.sh
 
+.PHONY: stress
+stress: deps build ## Load test: 100 pods through isoguard on containerd's CRI plugin beside the plain handlers (method and results: docs/benchmarks.md)
+	bash scripts/stress.sh
+
 .PHONY: demo
 demo: deps ## Pods through isoguard on a private containerd with CRI (crictl, gVisor)
 	bash scripts/demo.sh

@@ -5,7 +5,6 @@ package cri
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,10 +31,7 @@ func TestBenchmarkCRIPodStart(t *testing.T) {
 		rounds = v
 	}
 	n := startIsoNode(t, "2.4", nodeOptions{extraHandlers: func(n *isoNode) []harness.RuntimeHandler {
-		return []harness.RuntimeHandler{{
-			Name: "runsc", Type: "io.containerd.runsc.v1", Path: filepath.Join(n.gvisor, "containerd-shim-runsc-v1"),
-			Options: map[string]any{"TypeUrl": "io.containerd.runsc.v1.options", "ConfigPath": n.runscToml},
-		}}
+		return []harness.RuntimeHandler{n.runscHandler()}
 	}})
 	var report strings.Builder
 	fmt.Fprintf(&report, "| pod start (runp + create + start), median of %d | direct | through isoguard | ratio | target |\n|---|---|---|---|---|\n", rounds)

@@ -47,6 +47,8 @@ type isoNode struct {
 	audit     string
 	runscRoot string
 	runscToml string // gVisor's configuration
+	// auditMaxSizeMB and auditMaxBackups are the policy's audit rotation (0: the defaults).
+	auditMaxSizeMB, auditMaxBackups int
 }
 
 // nodeOptions shape an isoNode.
@@ -55,6 +57,13 @@ type nodeOptions struct {
 	isoguardDefault bool   // isoguard is default_runtime_name, else the plain runc handler is
 	// extraHandlers are more runtime handlers beside runc and isoguard.
 	extraHandlers func(n *isoNode) []harness.RuntimeHandler
+	// auditMaxSizeMB and auditMaxBackups set the policy's audit.maxSizeMB and
+	// audit.maxBackups (0: not set, the defaults).
+	auditMaxSizeMB, auditMaxBackups int
+	// runtimeConfig are more keys of the CRI runtime plugin's table (harness.CRIOptions).
+	runtimeConfig map[string]any
+	// extraConfig is more of containerd's configuration (tables only, e.g. [timeouts]).
+	extraConfig string
 }
 
 // startIsoNode starts a CRI daemon with two handlers: "runc" (the plain runc handler) and
@@ -65,6 +74,8 @@ func startIsoNode(t *testing.T, version string, o nodeOptions) *isoNode {
 		cli:    harness.BuildBinary(t, "./cmd/isoguard"),
 		shim:   harness.BuildBinary(t, "./cmd/containerd-shim-isoguard-v1"),
 		gvisor: harness.GVisorTestBin(t),
+
+		auditMaxSizeMB: o.auditMaxSizeMB, auditMaxBackups: o.auditMaxBackups,
 	}
 	dir := t.TempDir()
 	n.policy, n.audit = filepath.Join(dir, "policy.yaml"), filepath.Join(dir, "audit", "audit.log")
@@ -87,21 +98,35 @@ func startIsoNode(t *testing.T, version string, o nodeOptions) *isoNode {
 	}
 	n.CRIDaemon = harness.CRIContainerd(t, version, harness.CRIOptions{
 		Options: harness.Options{
-			ExtraConfig: tablesOnly(string(out)),
+			ExtraConfig: tablesOnly(string(out)) + o.extraConfig,
 			Env:         []string{enforce.ConfigEnv + "=" + n.policy, enforce.AuditEnv + "=" + n.audit},
 		},
 		Handlers:       handlers,
 		DefaultRuntime: defaultRuntime,
+		RuntimeConfig:  o.runtimeConfig,
 	})
 	n.writePolicy(t, version, o.mode)
 	t.Cleanup(func() {
 		if t.Failed() {
+			// The last records (a load test's trail has thousands, in rotated files too).
 			b, _ := os.ReadFile(n.audit)
-			t.Logf("audit log:\n%s", b)
+			lines := strings.SplitAfter(string(b), "\n")
+			rotated, _ := filepath.Glob(n.audit + ".[0-9]*")
+			t.Logf("audit log %s (rotated files: %d), last %d of %d lines:\n%s", n.audit, len(rotated),
+				min(100, len(lines)-1), len(lines)-1, strings.Join(lines[max(0, len(lines)-101):], ""))
 		}
 		n.assertNoSandboxLeft(t)
 	})
 	return n
+}
+
+// runscHandler is gVisor's shim as a runtime handler of its own ("runsc"), with the node's
+// runsc.toml: what an untrusted pod through isoguard is compared with.
+func (n *isoNode) runscHandler() harness.RuntimeHandler {
+	return harness.RuntimeHandler{
+		Name: "runsc", Type: "io.containerd.runsc.v1", Path: filepath.Join(n.gvisor, "containerd-shim-runsc-v1"),
+		Options: map[string]any{"TypeUrl": "io.containerd.runsc.v1.options", "ConfigPath": n.runscToml},
+	}
 }
 
 // tablesOnly drops what the harness writes itself (the file version) and the comments from
@@ -140,6 +165,13 @@ root = %q
 `, filepath.Join(n.gvisor, "runsc"), n.runscRoot)), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	var rotation string
+	if n.auditMaxSizeMB > 0 {
+		rotation += fmt.Sprintf("\n  maxSizeMB: %d", n.auditMaxSizeMB)
+	}
+	if n.auditMaxBackups > 0 {
+		rotation += fmt.Sprintf("\n  maxBackups: %d", n.auditMaxBackups)
+	}
 	policy := fmt.Sprintf(`apiVersion: isoguard.dev/v1alpha1
 kind: NodePolicy
 platform: linux
@@ -149,7 +181,7 @@ delegate:
 tenants:
   - kubernetesNamespace: %s
 audit:
-  path: %s
+  path: %s%s
 untrusted:
   sandbox:
     shim: %s
@@ -168,7 +200,7 @@ untrusted:
   limits:
     memoryMB: %d
     cpuCount: 2
-`, mode, filepath.Join(bin, "containerd-shim-runc-v2"), trustedNS, n.audit,
+`, mode, filepath.Join(bin, "containerd-shim-runc-v2"), trustedNS, n.audit, rotation,
 		filepath.Join(n.gvisor, "containerd-shim-runsc-v1"), runscToml, n.Root, n.State, n.Root, n.State, limitMB)
 	if err := os.WriteFile(n.policy, []byte(policy), 0o600); err != nil {
 		t.Fatal(err)
@@ -189,9 +221,8 @@ func (n *isoNode) assertNoSandboxLeft(t *testing.T) {
 		for _, e := range entries {
 			left = append(left, "runsc state "+e.Name())
 		}
-		// Only this node's: other tests (make stress) may run gVisor on the machine. A shim
-		// names its containerd's socket (-address); runsc its root and log in this state.
-		for _, p := range n.processes(n.gvisor) {
+		// Only this node's: other tests (make stress) may run gVisor on the machine.
+		for _, p := range n.gvisorProcesses() {
 			left = append(left, "gVisor process "+p.String())
 		}
 		for _, p := range n.wrappersOfDaemon() {
@@ -206,6 +237,20 @@ func (n *isoNode) assertNoSandboxLeft(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// gvisorProcesses lists the gVisor processes of this node: its shims and runsc commands (the
+// binaries of n.gvisor, which other tests' daemons share, naming this daemon's socket,
+// state or runsc root) and its sandboxes and gofers (runsc-sandbox, runsc-gofer: their
+// command line names runsc's root, not the binary).
+func (n *isoNode) gvisorProcesses() []harness.Process {
+	var ps []harness.Process
+	for _, p := range harness.Processes() {
+		if n.owns(p) && (strings.Contains(p.Cmdline, n.gvisor) || strings.HasPrefix(p.Cmdline, "runsc")) {
+			ps = append(ps, p)
+		}
+	}
+	return ps
 }
 
 // assertJoinPath checks how the pod's workload containers reached its wrapper, and that
@@ -532,7 +577,7 @@ func TestIsoguardPodDenied(t *testing.T) {
 	}
 	wantDenial(t, "2.4", "RunPodSandbox of a host-IPC pod", errOut, `isoguard: denied by rule untrusted.hostpath: mount /dev/shm is not allowed (tenant "`+untrustedNS+`")`)
 	assertNamedOnce(t, errOut, "isoguard", "untrusted.hostpath", "/dev/shm", untrustedNS, "permission denied")
-	if gv := n.processes(n.gvisor); len(gv) != 0 {
+	if gv := n.gvisorProcesses(); len(gv) != 0 {
 		t.Errorf("a denied pod started gVisor: %v", gv)
 	}
 	assertEmpty(t, n.CRIDaemon)

@@ -73,6 +73,10 @@ type CRIOptions struct {
 	// RestrictOOMScoreAdj overrides restrict_oom_score_adj; default: true exactly when
 	// this process lacks CAP_SYS_RESOURCE (runc then cannot set the CRI's -998).
 	RestrictOOMScoreAdj *bool
+	// RuntimeConfig are more keys of the CRI runtime plugin's own table (2.x
+	// io.containerd.cri.v1.runtime, 1.7 io.containerd.grpc.v1.cri), e.g.
+	// {"stats_collect_period": "1m"}; values as for RuntimeHandler.Options.
+	RuntimeConfig map[string]any
 }
 
 // criVersions maps a containerd version to how its CRI plugin is configured.
@@ -197,6 +201,18 @@ func criConfigTOML(d *Daemon, o CRIOptions, net criNet, restrictOOM bool) (strin
 		fmt.Fprintf(&b, "  cdi_spec_dirs = [%s]\n", tomlString(filepath.Join(d.Dir, "cdi")))
 	}
 	fmt.Fprintf(&b, "  restrict_oom_score_adj = %v\n", restrictOOM)
+	keys := make([]string, 0, len(o.RuntimeConfig))
+	for k := range o.RuntimeConfig {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		s, err := tomlValue(o.RuntimeConfig[k])
+		if err != nil {
+			return "", fmt.Errorf("runtime config %s: %w", k, err)
+		}
+		fmt.Fprintf(&b, "  %s = %s\n", k, s)
+	}
 	// Network namespaces as bind mounts under STATE/netns instead of /var/run/netns.
 	fmt.Fprintf(&b, "  netns_mounts_under_state_dir = true\n")
 	fmt.Fprintf(&b, "  [%s.cni]\n", rt)

@@ -147,7 +147,7 @@ func CRIContainerd(t testing.TB, version string, opts CRIOptions) *CRIDaemon {
 		c.CNIConfDir = filepath.Join(d.Dir, "cni")
 		c.IPAMDir = filepath.Join(d.Dir, "ipam")
 		net := criNet{Name: c.CNINetwork, Bridge: c.Bridge, Subnet: c.Subnet, ConfDir: c.CNIConfDir, IPAMDir: c.IPAMDir}
-		cfg, err := criConfigTOML(d, CRIOptions{Options: opts.Options, Handlers: c.Handlers, DefaultRuntime: c.DefaultRuntime}, net, c.RestrictOOM)
+		cfg, err := criConfigTOML(d, CRIOptions{Options: opts.Options, Handlers: c.Handlers, DefaultRuntime: c.DefaultRuntime, RuntimeConfig: opts.RuntimeConfig}, net, c.RestrictOOM)
 		if err == nil {
 			err = os.MkdirAll(c.CNIConfDir, 0o755)
 		}
@@ -834,6 +834,24 @@ func (c *CRIDaemon) forceClean(ids []string) []string {
 	}
 	for _, root := range c.runcRoots {
 		os.Remove(root) // only if empty
+	}
+	// A pod whose RunPodSandbox never returned (its client gave up while containerd
+	// started it) has no id in the log, but its processes (a runc init) are in the pods'
+	// cgroup parent.
+	if c.CgroupParent != "" {
+		seen := map[int]bool{}
+		for _, h := range cgroupHierarchies() {
+			for _, pid := range cgroupProcs(filepath.Join(h, c.CgroupParent)) {
+				if seen[pid] {
+					continue
+				}
+				seen[pid] = true
+				cmd := cmdline(pid)
+				if syscall.Kill(pid, syscall.SIGKILL) == nil {
+					msgs = append(msgs, fmt.Sprintf("killed process %d in the pods' cgroup parent: %s", pid, cmd))
+				}
+			}
+		}
 	}
 	for i := 0; i < 50 && len(pidsInCgroupsOf(ids)) > 0; i++ {
 		time.Sleep(20 * time.Millisecond)

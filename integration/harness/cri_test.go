@@ -20,7 +20,7 @@ func TestCRIConfigTOML(t *testing.T) {
 	for version, want := range map[string][]string{
 		"2.4": {"version = 3\n",
 			`[plugins."io.containerd.cri.v1.runtime"]` + "\n",
-			"  restrict_oom_score_adj = true\n",
+			"  restrict_oom_score_adj = true\n  enable_unprivileged_icmp = false\n",
 			`  [plugins."io.containerd.cri.v1.runtime".cni]` + "\n    bin_dirs = [\"/usr/lib/cni\"]\n    conf_dir = \"/tmp/ig-1/cni\"\n",
 			`    default_runtime_name = "isoguard"` + "\n",
 			`    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes."runc"]` + "\n      runtime_type = \"io.containerd.runc.v2\"\n",
@@ -32,13 +32,14 @@ func TestCRIConfigTOML(t *testing.T) {
 		},
 		"1.7": {"version = 2\n",
 			`[plugins."io.containerd.grpc.v1.cri"]` + "\n  sandbox_image = \"" + CRIPauseImage + "\"\n",
+			"  restrict_oom_score_adj = true\n  enable_unprivileged_icmp = false\n",
 			`    bin_dir = "/usr/lib/cni"` + "\n",
 			`    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes."isoguard"]` + "\n",
 		},
 	} {
 		d := &Daemon{Version: version, Dir: "/tmp/ig-1", Root: "/tmp/ig-1/root", State: "/tmp/ig-1/state",
 			Address: "/tmp/ig-1/c.sock", TTRPCAddress: "/tmp/ig-1/c.sock.ttrpc"}
-		cfg, err := criConfigTOML(d, CRIOptions{Handlers: handlers, DefaultRuntime: "isoguard"}, net, true)
+		cfg, err := criConfigTOML(d, CRIOptions{Handlers: handlers, DefaultRuntime: "isoguard", RuntimeConfig: map[string]any{"enable_unprivileged_icmp": false}}, net, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -60,6 +61,9 @@ func TestCRIConfigTOML(t *testing.T) {
 	d := &Daemon{Version: "2.4"}
 	if _, err := criConfigTOML(d, CRIOptions{Handlers: []RuntimeHandler{{Name: "x", Type: "t", Options: map[string]any{"a": 1.5}}}}, net, false); err == nil {
 		t.Error("float option accepted")
+	}
+	if _, err := criConfigTOML(d, CRIOptions{RuntimeConfig: map[string]any{"a": 1.5}}, net, false); err == nil {
+		t.Error("float runtime config value accepted")
 	}
 }
 
