@@ -1,4 +1,4 @@
-//go:build integration
+//go:build integration && linux
 
 // Package integration holds the tests that run real containerd daemons.
 // Run: go test -tags integration -count=1 -v ./integration/...
