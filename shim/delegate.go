@@ -21,7 +21,6 @@ import (
 	"github.com/isoguard/isoguard/internal/logfields"
 	"github.com/isoguard/isoguard/internal/proc"
 	"github.com/isoguard/isoguard/shim/internal/bootstrap"
-	"github.com/isoguard/isoguard/shim/internal/transport"
 )
 
 // Bounds on the delegate's own commands. waitDelay bounds how long a command's output
@@ -163,20 +162,16 @@ func runDelegateInfo(ctx context.Context, path string, options []byte) (*apitype
 
 // cleanupStartedDelegate ends a delegate started for rec's instance that will not be
 // served: its `delete` (which also cleans what it created), then its processes
-// (terminateDelegate), then its socket if nothing serves it any more (a delegate that died
-// or was killed removes nothing; containerd may run `delete` only once the bundle, and
-// with it the wrapper's record, is gone).
+// (terminateDelegate), then its socket once it is gone (removeDelegateSocket: a delegate
+// that died or was killed removes nothing; containerd may run `delete` only once the
+// bundle, and with it the wrapper's record, is gone).
 func cleanupStartedDelegate(ctx context.Context, f Flags, bundleDir string, rec *bundle.Record) {
 	f.Bundle = bundleDir
 	if _, err := runDelegateDelete(ctx, rec.Delegate.Path, f, io.Discard); err != nil {
 		log.G(ctx).WithError(err).Warn("delegate delete during cleanup")
 	}
 	terminateDelegate(ctx, rec, f.Address)
-	if rec.Delegate.Address != "" && rec.Delegate.Address != rec.Address {
-		if err := transport.RemoveDeadSocket(rec.Delegate.Address); err != nil {
-			log.G(ctx).WithError(err).Warn("remove delegate socket")
-		}
-	}
+	removeDelegateSocket(ctx, rec)
 }
 
 // terminateDelegate ends the delegate processes of rec's instance: its recorded pid, or,

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/ttrpc"
 
@@ -104,10 +105,6 @@ func (j joiner) join(ctx context.Context, inst *hooks.Instance, req *hooks.Creat
 	return bundle.WriteJoined(req.Bundle, inst.ID)
 }
 
-// namespaceHeader is the ttrpc metadata key containerd names a call's namespace with
-// (pkg/namespaces/ttrpc.go TTRPCHeader).
-const namespaceHeader = "containerd-namespace-ttrpc"
-
 // checkJoin is podRecord's check for a container that reached the wrapper directly: the
 // wrapper is a pod sandbox's, the container is a workload container of this pod (its
 // config.json's CRI annotations), of the wrapper's namespace (the call's and the bundle's
@@ -116,7 +113,7 @@ func checkJoin(ctx context.Context, inst *hooks.Instance, req *hooks.CreateReque
 	if !inst.Sandbox {
 		return fmt.Errorf("container %s reached the wrapper of standalone container %s: %w", req.ID, inst.ID, errdefs.ErrPermissionDenied)
 	}
-	if ns, ok := ttrpc.GetMetadataValue(ctx, namespaceHeader); ok && ns != inst.Namespace {
+	if ns, ok := ttrpc.GetMetadataValue(ctx, namespaces.TTRPCHeader); ok && ns != inst.Namespace {
 		return fmt.Errorf("container %s of namespace %s reached the wrapper of pod %s in namespace %s: %w", req.ID, ns, inst.ID, inst.Namespace, errdefs.ErrPermissionDenied)
 	}
 	want, err := bundle.Sibling(inst.Bundle, req.ID)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+
 	"github.com/containerd/errdefs"
 	"github.com/containerd/ttrpc"
 
@@ -43,7 +45,7 @@ func TestJoinAtCreate(t *testing.T) {
 	var joins, creates int
 	var refused []hooks.Refusal
 	j := joiner{Hooks: joinHooks{joins: &joins, creates: &creates, refused: &refused}}
-	ctx := ttrpc.WithMetadata(context.Background(), ttrpc.MD{namespaceHeader: []string{"k8s.io"}})
+	ctx := ttrpc.WithMetadata(context.Background(), ttrpc.MD{namespaces.TTRPCHeader: []string{"k8s.io"}})
 	container := func(id, sandboxID string) *hooks.CreateRequest {
 		b := filepath.Join(nsDir, id)
 		writeBundleSpec(t, b, map[string]string{cri.ContainerType: "container", cri.SandboxID: sandboxID})
@@ -93,7 +95,7 @@ func TestJoinAtCreate(t *testing.T) {
 			writeBundleSpec(t, r.Bundle, map[string]string{cri.ContainerType: "sandbox", cri.SandboxID: "x2"})
 			return r
 		}(), "reached the wrapper of pod sb1"},
-		{"another namespace", ttrpc.WithMetadata(context.Background(), ttrpc.MD{namespaceHeader: []string{"default"}}), inst, container("x3", "sb1"), "of namespace default"},
+		{"another namespace", ttrpc.WithMetadata(context.Background(), ttrpc.MD{namespaces.TTRPCHeader: []string{"default"}}), inst, container("x3", "sb1"), "of namespace default"},
 		{"a bundle elsewhere", ctx, inst, func() *hooks.CreateRequest {
 			b := filepath.Join(t.TempDir(), "x4")
 			writeBundleSpec(t, b, map[string]string{cri.ContainerType: "container", cri.SandboxID: "sb1"})
