@@ -190,19 +190,15 @@ func (p *Policy) compileHostResources(u Untrusted) error {
 		p.hostPrograms = append(p.hostPrograms, hp)
 	}
 	for _, raw := range orDefaultList(u.Stdio.AllowedPaths, DefaultStdioPaths(p.platform)) {
-		if p.platform == Windows {
-			name, err := parsePipePrefix(raw)
-			if err != nil {
-				return fmt.Errorf("%w: stdio.allowedPaths: %v", ErrInvalid, err)
-			}
-			p.stdioPipes = append(p.stdioPipes, name)
-			continue
-		}
-		pp, err := compilePrefix(p.platform, raw)
+		pipe, dir, err := parseStdioEntry(p.platform, raw)
 		if err != nil {
 			return fmt.Errorf("%w: stdio.allowedPaths: %v", ErrInvalid, err)
 		}
-		p.stdioDirs = append(p.stdioDirs, pp)
+		if p.platform == Windows {
+			p.stdioPipes = append(p.stdioPipes, pipe)
+		} else {
+			p.stdioDirs = append(p.stdioDirs, dir)
+		}
 	}
 	for _, raw := range orDefaultList(u.Rootfs.AllowedSources, DefaultRootfsSources(p.platform)) {
 		pp, err := compilePrefix(p.platform, raw)
@@ -252,6 +248,17 @@ func parseProgram(platform Platform, raw string) (hostPath, error) {
 		return hostPath{}, fmt.Errorf("%q is not a program's path", raw)
 	}
 	return hp, nil
+}
+
+// parseStdioEntry parses a stdio.allowedPaths entry: a pipe name prefix on Windows, a
+// directory prefix on Linux.
+func parseStdioEntry(platform Platform, raw string) (pipe string, dir pathPrefix, err error) {
+	if platform == Windows {
+		pipe, err = parsePipePrefix(raw)
+		return pipe, pathPrefix{}, err
+	}
+	dir, err = compilePrefix(platform, raw)
+	return "", dir, err
 }
 
 // parsePipePrefix parses a Windows stdio.allowedPaths entry \\.\pipe\<name prefix>.

@@ -243,13 +243,7 @@ func (v *validator) hostResources(platform Platform) {
 			}
 		}
 		for i, raw := range u.Stdio.AllowedPaths {
-			var err error
-			if platform == Windows {
-				_, err = parsePipePrefix(raw)
-			} else {
-				_, err = compilePrefix(platform, raw)
-			}
-			if err != nil {
+			if _, _, err := parseStdioEntry(platform, raw); err != nil {
 				v.add(at("stdio", "allowedPaths", i), "%v", err)
 			}
 		}
