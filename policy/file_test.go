@@ -195,25 +195,6 @@ func TestCompileErrors(t *testing.T) {
 func TestFieldErrorsCarryTheirLine(t *testing.T) {
 	// Semantic errors, listed by the validator in another order than the file's.
 	_, err := Parse([]byte(header + "rules:\n  untrusted.x: audit\nmode: x\ntenants:\n  - kubernetesNamespace: A\n"))
-	fieldErrors := func(err error) []*FieldError {
-		var out []*FieldError
-		var walk func(error)
-		walk = func(err error) {
-			if fe, ok := err.(*FieldError); ok {
-				out = append(out, fe)
-				return
-			}
-			if j, ok := err.(interface{ Unwrap() []error }); ok {
-				for _, e := range j.Unwrap() {
-					walk(e)
-				}
-			} else if u := errors.Unwrap(err); u != nil {
-				walk(u)
-			}
-		}
-		walk(err)
-		return out
-	}
 	got := fieldErrors(err)
 	want := []FieldError{{Line: 4, Field: "rules.untrusted.x"}, {Line: 5, Field: "mode"}, {Line: 7, Field: "tenants[0].kubernetesNamespace"}}
 	if len(got) != len(want) {
