@@ -88,6 +88,11 @@ func TestFaultWrapperSignals(t *testing.T) {
 			if err := syscall.Kill(pid, sig); err != nil {
 				t.Fatal(err)
 			}
+			// The Go runtime hands a signal to the daemon's channel from another goroutine:
+			// give it time to get there before the policy read returns, or the signal is
+			// (rightly) reported as arriving while the delegate starts (seen 1 in 5 runs on
+			// a busy machine).
+			time.Sleep(200 * time.Millisecond)
 			release()
 			expectFailure(t, awaitCtr(t, res, time.Minute), cause("before"))
 			w.assertClean(t, c)
